@@ -1,0 +1,90 @@
+"""The one settings object (env prefix ``EARTHOPS_``); nothing else reads the environment."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every path and URI used by EarthOps comes from here."""
+
+    model_config = SettingsConfigDict(env_prefix="EARTHOPS_", extra="ignore")
+
+    home: Path = Field(default=Path(".earthops"), description="Working home: stores, caches, outputs.")
+    data_dir: Path | None = Field(
+        default=None, description="Local mirror of the public datasets (read first)."
+    )
+    cache_dir: Path | None = Field(default=None, description="Download cache; default <home>/data.")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default sqlite:///<home>/mlflow.db."
+    )
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
+    artifact_root: Path | None = Field(default=None, description="Default <home>/mlartifacts.")
+    approved_models: Path | None = Field(
+        default=None, description="Review-gated approved-models list; default <home>/approved_models.txt."
+    )
+    feature_repo: Path | None = Field(default=None, description="Feast repo dir; default <home>/feature_repo.")
+    online_store: str = Field(default="sqlite", description="'sqlite' or a redis connection string.")
+    online_ttl_hours: float = 8.0
+    optuna_storage: str | None = Field(default=None, description="Default sqlite:///<home>/optuna.db.")
+    dask_scheduler: str | None = Field(
+        default=None, description="dask.distributed scheduler address; None = threaded."
+    )
+    log_level: str = "INFO"
+    log_json: bool = False
+    seed: int = 42
+
+    # ---- derived locations -------------------------------------------------
+    @property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def download_cache(self) -> Path:
+        return (self.cache_dir or self.home_dir / "data").expanduser().resolve()
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> Path:
+        return (self.artifact_root or self.home_dir / "mlartifacts").expanduser().resolve()
+
+    @property
+    def approved_models_path(self) -> Path:
+        return (self.approved_models or self.home_dir / "approved_models.txt").expanduser().resolve()
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        return (self.feature_repo or self.home_dir / "feature_repo").expanduser().resolve()
+
+    @property
+    def optuna_storage_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.home_dir / 'optuna.db'}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        path = self.home_dir / "outputs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def export_service_env(self) -> None:
+        """Settings that third-party libraries read from the environment (Prefect, MLflow)."""
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("DO_NOT_TRACK", "1")
+        os.environ.setdefault("PREFECT_HOME", str(self.home_dir / "prefect"))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings()

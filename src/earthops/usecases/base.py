@@ -1,0 +1,87 @@
+"""The use-case contract: data + features + target + metrics + gate.
+
+Generic layers (CLI, pipelines, registry) reach a use case only through this interface
+and the name registry in :mod:`earthops.usecases`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from earthops.data.identity import DatasetRef
+from earthops.errors import EarthOpsError
+
+
+@dataclass(frozen=True)
+class BBox:
+    """A lon/lat box in degrees: ``minx,miny,maxx,maxy``."""
+
+    minx: float
+    miny: float
+    maxx: float
+    maxy: float
+
+    @classmethod
+    def parse(cls, text: str) -> BBox:
+        try:
+            minx, miny, maxx, maxy = (float(v) for v in text.split(","))
+        except ValueError:
+            raise EarthOpsError(
+                f"bbox '{text}': expected 'minx,miny,maxx,maxy' in degrees (four numbers)"
+            ) from None
+        if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+            raise EarthOpsError(
+                f"bbox '{text}': expected -180<=minx<maxx<=180 and -90<=miny<maxy<=90"
+            )
+        return cls(minx, miny, maxx, maxy)
+
+    def contains(self, lon: Any, lat: Any) -> Any:
+        """Boolean mask (works on scalars and numpy arrays)."""
+        return (lon >= self.minx) & (lon <= self.maxx) & (lat >= self.miny) & (lat <= self.maxy)
+
+    def __str__(self) -> str:
+        return f"{self.minx},{self.miny},{self.maxx},{self.maxy}"
+
+
+@dataclass
+class TrainOptions:
+    """What ``earthops train`` passes to a use case."""
+
+    dataset: Path | None = None
+    protocol: str | None = None
+    exclude_bboxes: list[BBox] = field(default_factory=list)
+    register: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    fast: bool = False  # reduced-cost run (smoke tests, make run on small machines)
+
+
+@dataclass
+class EvalOptions:
+    """What ``earthops evaluate`` passes to a use case."""
+
+    dataset: Path | None = None
+    protocol: str | None = None
+    bboxes: list[BBox] = field(default_factory=list)
+
+
+class UseCase(Protocol):
+    """A domain problem EarthOps can train, evaluate, tune and gate."""
+
+    name: str
+    primary_metric: str
+    #: minimum metric values a version must reach to become `challenger`
+    gate: dict[str, float]
+
+    def train(self, options: TrainOptions) -> dict[str, Any]:
+        """Train with honest validation; log to MLflow; return the metrics JSON (DESIGN keys)."""
+        ...
+
+    def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
+        """Score a logged model on a labelled dataset in the use case's format."""
+        ...
+
+    def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
+        """References (name, uri, digest) of every input the training reads (cache keys, lineage)."""
+        ...
