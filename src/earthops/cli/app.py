@@ -38,7 +38,7 @@ def _setup() -> None:
 def main() -> None:
     """Console-script entry: user errors print one clear line, no traceback, exit 1."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except EarthOpsError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
@@ -54,6 +54,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
