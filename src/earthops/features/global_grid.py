@@ -1,0 +1,447 @@
+"""The 0.05° global input grid of ``landcover-global`` (the 7200×3600 CMG grid of MCD12C1).
+
+Layers, all on the CMG grid (EPSG:4326, pixel centres at ±179.975°, ±89.975°):
+
+* Blue Marble NG RGB (5400×2700, 1/15°), area-average resampled (exact area weights) to 0.05°;
+* Köppen-Geiger main groups (1 km): per 0.05° cell (6×6 source pixels) the fraction of every
+  group and of nodata (= ocean/sea: ``water``), and the mode of the land groups (0 = no land);
+* the feature stack of :mod:`earthops.features.stack` on ``(red, green, blue, water)``:
+  spectral indices, multi-scale neighbourhood statistics, GLCM texture of brightness, and
+  the neighbourhood water fraction at large windows (a coast/distance-to-sea proxy);
+* coordinates: latitude, |latitude|, cos(latitude) and optionally sin/cos(longitude),
+  computed on the fly (never stored).
+
+The stored layers are built once per (input digests, :class:`GridSpec`) and cached as a
+``(feature, y, x)`` float32 ``.npy`` memmap under ``<home>/cache/landcover-global/<key>/``.
+The MCD12C1 labels are never an input. :func:`extract_chips` cuts Blue Marble chips (native
+resolution) centred on grid pixels for the ViT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import dask
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import rasterio
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from numba import njit
+from pydantic import BaseModel, ConfigDict, Field
+from rasterio.transform import from_bounds
+from rasterio.warp import Resampling, reproject
+
+from earthops.data import catalog
+from earthops.data.rasters import read_bmng
+from earthops.errors import DataError
+from earthops.features.stack import FeatureSpec, GlcmSpec, compute_stack
+from earthops.logs import get_logger, progress
+from earthops.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+GRID_SHAPE: tuple[int, int] = (3600, 7200)
+GRID_RES = 0.05
+GRID_TRANSFORM = Affine(GRID_RES, 0.0, -180.0, 0.0, -GRID_RES, 90.0)
+GRID_CRS = "EPSG:4326"
+BMNG_SHAPE: tuple[int, int] = (2700, 5400)
+KOPPEN_FACTOR = 6  # 1 km (1/120°) -> 0.05°
+KOPPEN_GROUPS = ("tropical", "arid", "temperate", "cold", "polar")
+_CACHE_VERSION = 1
+_INPUTS = ("bmng-2004", "koppen-geiger")
+
+
+class GridSpec(BaseModel):
+    """What the global feature grid holds; its JSON goes into the cache key and model metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    indices: tuple[str, ...] = ("brightness", "exg", "ratio_br", "ratio_gr")
+    stats_bands: tuple[str, ...] = ("brightness", "exg", "ratio_br")
+    stats: tuple[str, ...] = ("mean", "std")
+    windows: tuple[int, ...] = Field(default=(5, 15, 31, 61), description="Odd sides (px).")
+    water_windows: tuple[int, ...] = Field(
+        default=(15, 61, 121), description="Windows of the mean ocean fraction (coast proxy)."
+    )
+    glcm_window: int = 7
+    glcm_levels: int = 16
+    glcm_props: tuple[str, ...] = ("contrast", "homogeneity", "ASM", "entropy", "correlation")
+    use_lon: bool = Field(default=True, description="Add sin/cos(longitude) features.")
+    chunk: int = 1200
+
+    def key(self) -> str:
+        """Short digest of the spec (part of the cache key)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(f"{_CACHE_VERSION}:{text}".encode()).hexdigest()[:16]
+
+    def rgb_spec(self) -> FeatureSpec:
+        """Feature-stack spec on the ``(red, green, blue, water)`` base raster."""
+        return FeatureSpec(
+            include_bands=True,
+            indices=list(self.indices),
+            stats=list(self.stats),
+            windows=list(self.windows),
+            stats_bands=list(self.stats_bands),
+            glcm=GlcmSpec(
+                bands=["brightness"],
+                window=self.glcm_window,
+                levels=self.glcm_levels,
+                distances=[1],
+                props=list(self.glcm_props),
+                value_range=(0.0, 1.0),
+            ),
+            mask_nodata=False,
+            chunk=self.chunk,
+        )
+
+    def water_spec(self) -> FeatureSpec:
+        """Feature-stack spec of the neighbourhood ocean fraction."""
+        return FeatureSpec(
+            include_bands=False,
+            stats=["mean"],
+            windows=list(self.water_windows),
+            stats_bands=["water"],
+            mask_nodata=False,
+            chunk=self.chunk,
+        )
+
+    def stored_names(self) -> list[str]:
+        """Names of the layers stored in the cache, in order."""
+        base = ["red", "green", "blue", "water"]
+        names = self.rgb_spec().feature_names(base)
+        names += self.water_spec().feature_names(base)
+        names += ["koppen", *(f"koppen_{g}" for g in KOPPEN_GROUPS)]
+        return names
+
+    def coord_names(self) -> list[str]:
+        """Coordinate features appended on the fly."""
+        return ["lat", "abs_lat", "cos_lat"] + (["sin_lon", "cos_lon"] if self.use_lon else [])
+
+    def feature_names(self) -> list[str]:
+        """Every model input feature, in order."""
+        return self.stored_names() + self.coord_names()
+
+
+# --------------------------------------------------------------------------- grid geometry
+def pixel_lonlat(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude (degrees) of grid pixel centres."""
+    lon = -180.0 + GRID_RES * (np.asarray(cols, dtype=np.float64) + 0.5)
+    lat = 90.0 - GRID_RES * (np.asarray(rows, dtype=np.float64) + 0.5)
+    return lon, lat
+
+
+def lonlat_to_pixel(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid (row, col) containing each lon/lat (degrees); edges are clamped into the grid."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.asarray(lat, dtype=np.float64)
+    cols = np.clip(np.floor((lon + 180.0) / GRID_RES), 0, GRID_SHAPE[1] - 1).astype(np.int64)
+    rows = np.clip(np.floor((90.0 - lat) / GRID_RES), 0, GRID_SHAPE[0] - 1).astype(np.int64)
+    return rows, cols
+
+
+def grid_coords() -> dict[str, np.ndarray]:
+    """``y`` (latitude) and ``x`` (longitude) coordinates of the pixel centres."""
+    lon, _ = pixel_lonlat(np.zeros(1), np.arange(GRID_SHAPE[1]))
+    _, lat = pixel_lonlat(np.arange(GRID_SHAPE[0]), np.zeros(1))
+    return {"y": lat, "x": lon}
+
+
+def coord_features(rows: np.ndarray, cols: np.ndarray, use_lon: bool = True) -> np.ndarray:
+    """``(n, k)`` float32 coordinate features of pixels (see :meth:`GridSpec.coord_names`)."""
+    lon, lat = pixel_lonlat(rows, cols)
+    cols_out = [lat, np.abs(lat), np.cos(np.radians(lat))]
+    if use_lon:
+        cols_out += [np.sin(np.radians(lon)), np.cos(np.radians(lon))]
+    return np.stack(cols_out, axis=1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ the inputs
+def read_bmng_rgb(settings: Settings | None = None) -> np.ndarray:
+    """Blue Marble NG ``(3, 2700, 5400)`` uint8 RGB (global plate carrée, north up)."""
+    da = read_bmng()
+    if da.shape != (3, *BMNG_SHAPE):
+        raise DataError(
+            catalog.resolve_one("bmng-2004", settings),
+            f"expected 3x{BMNG_SHAPE[0]}x{BMNG_SHAPE[1]} RGB, got {da.shape}",
+        )
+    return np.asarray(da.values, dtype=np.uint8)
+
+
+def resample_to_grid(rgb: np.ndarray) -> np.ndarray:
+    """Area-average resampling of a global ``(band, h, w)`` image to the CMG grid, float32.
+
+    Each 0.05° cell is the area-weighted mean of the source pixels it overlaps (GDAL
+    ``average``), so the global mean colour is preserved.
+    """
+    src = np.asarray(rgb, dtype=np.float32)
+    h, w = src.shape[1:]
+    out = np.zeros((src.shape[0], *GRID_SHAPE), dtype=np.float32)
+    reproject(
+        src,
+        out,
+        src_transform=from_bounds(-180, -90, 180, 90, w, h),
+        src_crs=GRID_CRS,
+        dst_transform=GRID_TRANSFORM,
+        dst_crs=GRID_CRS,
+        resampling=Resampling.average,
+        num_threads=2,
+    )
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _count_cells(
+    strip: np.ndarray, factor: int, counts: np.ndarray, row0: int
+) -> None:  # pragma: no cover
+    h, w = strip.shape
+    for i in range(h):
+        r = row0 + i // factor
+        for j in range(w):
+            v = strip[i, j]
+            counts[v if v <= 5 else 0, r, j // factor] += 1
+
+
+def aggregate_koppen(settings: Settings | None = None, rows_per_read: int = 300) -> np.ndarray:
+    """Köppen-Geiger 1 km -> 0.05°: ``(6, 3600, 7200)`` uint8 counts of nodata (ocean) and
+    groups 1..5 among the 36 source pixels of each cell (read in strips, bounded memory)."""
+    path = catalog.resolve_one("koppen-geiger", settings)
+    counts = np.zeros((6, *GRID_SHAPE), dtype=np.uint8)
+    f = KOPPEN_FACTOR
+    with rasterio.open(path) as src:
+        if (src.height, src.width) != (GRID_SHAPE[0] * f, GRID_SHAPE[1] * f):
+            raise DataError(
+                path,
+                f"expected {GRID_SHAPE[1] * f}x{GRID_SHAPE[0] * f} pixels, "
+                f"got {src.width}x{src.height}",
+            )
+        with progress() as bar:
+            task = bar.add_task("Köppen-Geiger 1 km -> 0.05°", total=GRID_SHAPE[0])
+            for r0 in range(0, GRID_SHAPE[0], rows_per_read):
+                r1 = min(GRID_SHAPE[0], r0 + rows_per_read)
+                strip = src.read(1, window=((r0 * f, r1 * f), (0, src.width)))
+                _count_cells(strip, f, counts, r0)
+                bar.advance(task, r1 - r0)
+    return counts
+
+
+def koppen_layers(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mode of land groups 0..5 with 0 = no land, ocean fraction, group fractions (5, H, W))."""
+    fractions = counts.astype(np.float32) / float(KOPPEN_FACTOR**2)
+    land = counts[1:]
+    mode = (np.argmax(land, axis=0) + 1).astype(np.uint8)
+    mode[land.sum(axis=0) == 0] = 0
+    return mode, fractions[0], fractions[1:]
+
+
+def input_digests(settings: Settings | None = None) -> dict[str, str]:
+    """Catalog digests of the grid's inputs (part of the cache key)."""
+    return {name: catalog.dataset_ref(name, settings).digest for name in _INPUTS}
+
+
+def base_raster(rgb01: np.ndarray, water: np.ndarray) -> xr.DataArray:
+    """``(band=[red, green, blue, water], y, x)`` float32 raster on the CMG grid."""
+    data = np.concatenate([rgb01, water[None]], axis=0).astype(np.float32, copy=False)
+    da = xr.DataArray(
+        data,
+        dims=("band", "y", "x"),
+        coords={"band": ["red", "green", "blue", "water"], **grid_coords()},
+    )
+    return da.rio.write_crs(GRID_CRS).rio.write_transform(GRID_TRANSFORM)
+
+
+# ----------------------------------------------------------------------------- the cache
+@dataclass
+class FeatureGrid:
+    """The cached global feature grid: stored layers (memmap) + on-the-fly coordinates."""
+
+    path: Path
+    spec: GridSpec
+
+    @cached_property
+    def data(self) -> np.ndarray:
+        """``(stored feature, y, x)`` float32 memmap (read-only)."""
+        return np.load(self.path / "features.npy", mmap_mode="r")
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.spec.feature_names()
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> pd.DataFrame:
+        """Feature table (one row per pixel, columns = :attr:`feature_names`)."""
+        return pd.DataFrame(self.values(rows, cols), columns=self.feature_names)
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``(n, features)`` float32 at pixels ``(rows, cols)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        order = np.lexsort((cols, rows))  # memmap reads in file order
+        stored = np.empty((rows.size, self.data.shape[0]), dtype=np.float32)
+        for k in range(self.data.shape[0]):
+            stored[order, k] = self.data[k][rows[order], cols[order]]
+        coords = coord_features(rows, cols, self.spec.use_lon)
+        return np.concatenate([stored, coords], axis=1)
+
+    def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``(len(rows) * len(cols), features)`` on the outer product of ``rows`` × ``cols``."""
+        rr, cc = np.meshgrid(np.asarray(rows), np.asarray(cols), indexing="ij")
+        stored = self.data[:, np.asarray(rows)][:, :, np.asarray(cols)]
+        stored = stored.reshape(stored.shape[0], -1).T
+        coords = coord_features(rr.ravel(), cc.ravel(), self.spec.use_lon)
+        return np.concatenate([np.asarray(stored, dtype=np.float32), coords], axis=1)
+
+
+def cache_root(settings: Settings | None = None) -> Path:
+    settings = settings or get_settings()
+    return settings.home_dir / "cache" / "landcover-global"
+
+
+def cache_key(spec: GridSpec, settings: Settings | None = None) -> str:
+    """Cache key: digest of the input datasets' digests and the spec."""
+    digests = input_digests(settings)
+    text = json.dumps({"inputs": digests, "spec": spec.key(), "v": _CACHE_VERSION}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def load_feature_grid(
+    spec: GridSpec | None = None, settings: Settings | None = None, *, rebuild: bool = False
+) -> FeatureGrid:
+    """The global feature grid for ``spec``, built on first use and then read from the cache."""
+    spec = spec or GridSpec()
+    settings = settings or get_settings()
+    target = cache_root(settings) / cache_key(spec, settings)
+    if rebuild and target.exists():
+        shutil.rmtree(target)
+    if not (target / "meta.json").is_file():
+        _build(spec, settings, target)
+    meta = json.loads((target / "meta.json").read_text())
+    if meta["names"] != spec.stored_names():
+        raise DataError(target, "cached feature grid does not match its spec; delete it to rebuild")
+    return FeatureGrid(target, spec)
+
+
+def _build(spec: GridSpec, settings: Settings, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        log.info("global_grid.build", cache=str(target))
+        rgb = resample_to_grid(read_bmng_rgb(settings)) / np.float32(255.0)
+        counts = aggregate_koppen(settings)
+        mode, water, groups = koppen_layers(counts)
+        del counts
+        base = base_raster(rgb, water)
+        names = spec.stored_names()
+        out = np.lib.format.open_memmap(
+            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(len(names), *GRID_SHAPE)
+        )
+        rgb_stack = compute_stack(base, spec.rgb_spec())
+        water_stack = compute_stack(base, spec.water_spec())
+        n_rgb, n_water = rgb_stack.sizes["band"], water_stack.sizes["band"]
+        _store(rgb_stack.data, out[:n_rgb], "feature stack (RGB)")
+        _store(water_stack.data, out[n_rgb : n_rgb + n_water], "feature stack (water)")
+        k = n_rgb + n_water
+        out[k] = mode
+        out[k + 1 : k + 6] = groups
+        out.flush()
+        del out
+        (tmp / "meta.json").write_text(
+            json.dumps(
+                {
+                    "names": names,
+                    "spec": spec.model_dump(mode="json"),
+                    "inputs": input_digests(settings),
+                    "shape": list(GRID_SHAPE),
+                },
+                indent=2,
+            )
+        )
+        try:
+            os.replace(tmp, target)
+        except OSError:  # built concurrently by another process: keep theirs
+            if not (target / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _store(data: dsa.Array, out: np.ndarray, label: str) -> None:
+    """Compute a lazy stack strip by strip (bounded memory) into ``out`` with a progress bar."""
+    chunks = data.chunks[1]
+    bounds = np.concatenate([[0], np.cumsum(chunks)])
+    with progress() as bar, dask.config.set(scheduler="threads", num_workers=2):
+        task = bar.add_task(label, total=len(chunks))
+        for r0, r1 in itertools.pairwise(bounds):
+            out[:, r0:r1] = data[:, r0:r1].compute()
+            bar.advance(task)
+
+
+# ------------------------------------------------------------------------------- chips
+def extract_chips(
+    rows: np.ndarray, cols: np.ndarray, size: int = 16, rgb: np.ndarray | None = None
+) -> np.ndarray:
+    """Blue Marble chips ``(n, 3, size, size)`` uint8 centred on CMG pixels.
+
+    Chips come from the native 5400×2700 image (1/15°, a 16 px chip spans ~1.07°); they wrap
+    across the antimeridian and repeat the edge rows at the poles.
+    """
+    if size < 2:
+        raise ValueError(f"chip size must be >= 2, got {size}")
+    img = read_bmng_rgb() if rgb is None else rgb
+    h, w = img.shape[1:]
+    scale_y, scale_x = h / GRID_SHAPE[0], w / GRID_SHAPE[1]
+    cy = (np.asarray(rows, dtype=np.float64) + 0.5) * scale_y
+    cx = (np.asarray(cols, dtype=np.float64) + 0.5) * scale_x
+    offs = np.arange(size) - size // 2
+    yy = np.clip(np.floor(cy).astype(np.int64)[:, None] + offs, 0, h - 1)
+    xx = np.mod(np.floor(cx).astype(np.int64)[:, None] + offs, w)
+    chips = img[:, yy[:, :, None], xx[:, None, :]]  # (3, n, size, size)
+    return np.ascontiguousarray(np.moveaxis(chips, 0, 1))
+
+
+def chip_columns(size: int) -> list[str]:
+    """Column names of flattened chips in a model's input table."""
+    return [f"chip_{i:04d}" for i in range(3 * size * size)]
+
+
+def flatten_chips(chips: np.ndarray) -> np.ndarray:
+    return chips.reshape(chips.shape[0], -1)
+
+
+def unflatten_chips(flat: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(flat).reshape(-1, 3, size, size)
+
+
+def feature_names_for(spec_json: str | dict[str, object]) -> list[str]:
+    """Feature names of a model's grid spec as stored in its metadata."""
+    raw = json.loads(spec_json) if isinstance(spec_json, str) else spec_json
+    return GridSpec.model_validate(raw).feature_names()
+
+
+__all__: Sequence[str] = (
+    "BMNG_SHAPE",
+    "GRID_CRS",
+    "GRID_SHAPE",
+    "GRID_TRANSFORM",
+    "FeatureGrid",
+    "GridSpec",
+    "aggregate_koppen",
+    "coord_features",
+    "extract_chips",
+    "grid_coords",
+    "koppen_layers",
+    "load_feature_grid",
+    "lonlat_to_pixel",
+    "pixel_lonlat",
+    "resample_to_grid",
+)

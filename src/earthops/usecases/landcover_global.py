@@ -1,0 +1,858 @@
+"""``landcover-global``: IGBP land cover (MCD12C1 2019) on the 0.05° CMG grid.
+
+* **Inputs** (never the labels): the cached global feature grid of
+  :mod:`earthops.features.global_grid` — Blue Marble RGB, indices, multi-scale neighbourhood
+  statistics, GLCM texture, Köppen-Geiger mode/fractions, ocean-fraction context, coordinates —
+  and, for the ViT, Blue Marble chips centred on each pixel.
+* **Sampling**: class-balanced stratified — up to ``n_per_class`` pixels per class, seeded;
+  pixels inside ``--exclude-bbox`` regions are never sampled for training.
+* **Validation**: spatial block CV — 10°×10° blocks, ``n_folds`` folds (5; 3 when fast),
+  blocks assigned whole to folds (stratified by class, :class:`StratifiedGroupKFold`). Every
+  model gets the same folds; metrics are computed on the pooled out-of-fold predictions of
+  the balanced sample (so overall accuracy ≈ mean per-class recall). ``area_weighted`` adds the
+  stratified (Olofsson et al. 2014) estimate for the global class proportions.
+* **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
+  stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
+  is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
+* **Protocols**: ``igbp7`` (classes 0–6, sampled only from those pixels) and ``igbp17``.
+
+Labelled datasets for :meth:`GlobalLandCover.evaluate` (``--dataset``):
+
+* a GeoTIFF label raster on the CMG grid (7200×3600, EPSG:4326, −180…180/90…−90; uint8 IGBP
+  0–16, nodata 255), e.g. MCD12C1 of another year; or
+* a CSV with columns ``lon,lat,label`` (degrees, IGBP value); each row is scored at the
+  0.05° grid pixel that contains it.
+
+Labels outside the protocol's classes are ignored. ``--bbox`` restricts either source (or
+the catalog MCD12C1 when no dataset is given) to the union of the boxes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from rasterio.transform import from_origin
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from sklearn.model_selection import StratifiedGroupKFold
+
+from earthops.data import catalog
+from earthops.data.identity import DatasetRef
+from earthops.data.legends import IGBP
+from earthops.data.rasters import read_mcd12c1
+from earthops.errors import DataError, EarthOpsError
+from earthops.features.global_grid import (
+    GRID_CRS,
+    GRID_RES,
+    GRID_SHAPE,
+    FeatureGrid,
+    GridSpec,
+    chip_columns,
+    extract_chips,
+    flatten_chips,
+    load_feature_grid,
+    lonlat_to_pixel,
+    pixel_lonlat,
+    read_bmng_rgb,
+    unflatten_chips,
+)
+from earthops.logs import get_logger, progress
+from earthops.models.estimators import make_classifier
+from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+
+log = get_logger(__name__)
+
+NAME = "landcover-global"
+PROTOCOLS: dict[str, tuple[int, ...]] = {"igbp7": tuple(range(7)), "igbp17": tuple(range(17))}
+DEFAULT_PROTOCOL = "igbp7"
+BLOCK_DEG = 10.0
+NODATA = 255
+TABULAR_KINDS = ("rf", "lightgbm", "xgboost")
+
+_RF = {"n_estimators": 300, "min_samples_leaf": 1}
+_LGBM = {
+    "n_estimators": 300,
+    "learning_rate": 0.08,
+    "num_leaves": 31,
+    "max_bin": 63,
+    "colsample_bytree": 0.5,
+}
+_XGB = {
+    "n_estimators": 250,
+    "learning_rate": 0.1,
+    "max_depth": 6,
+    "max_bin": 64,
+    "colsample_bytree": 0.5,
+}
+_VIT: dict[str, Any] = {}
+
+
+# ------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run (defaults = full run; :meth:`fast` = smoke run)."""
+
+    protocol: str = DEFAULT_PROTOCOL
+    n_per_class: int = 3000
+    n_folds: int = 5
+    block_deg: float = BLOCK_DEG
+    models: tuple[str, ...] = ("rf", "lightgbm", "xgboost", "vit")
+    chip_size: int = 16
+    min_gain: float = 0.003
+    seed: int = 42
+    rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
+    lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
+    xgb_params: dict[str, Any] = field(default_factory=lambda: dict(_XGB))
+    vit_params: dict[str, Any] = field(default_factory=lambda: dict(_VIT))
+    grid: GridSpec = field(default_factory=GridSpec)
+
+    @classmethod
+    def from_options(cls, options: TrainOptions) -> TrainConfig:
+        """Config for ``options``: protocol, fast mode, then ``options.params`` overrides."""
+        protocol = options.protocol or DEFAULT_PROTOCOL
+        check_protocol(protocol)
+        cfg = cls(protocol=protocol, n_per_class=3000 if protocol == "igbp7" else 2000)
+        if options.fast:
+            cfg = replace(
+                cfg,
+                n_per_class=300,
+                n_folds=3,
+                models=("rf", "lightgbm"),
+                rf_params={"n_estimators": 60},
+                lgbm_params={**_LGBM, "n_estimators": 80, "learning_rate": 0.15},
+            )
+        params = dict(options.params)
+        for key in ("rf_params", "lgbm_params", "xgb_params", "vit_params"):
+            if key in params:
+                params[key] = {**getattr(cfg, key), **params[key]}
+        if "models" in params:
+            params["models"] = tuple(params["models"])
+            unknown = set(params["models"]) - {*TABULAR_KINDS, "vit"}
+            if unknown or "rf" not in params["models"]:
+                raise EarthOpsError(
+                    f"params.models {params['models']}: expected a subset of "
+                    f"{(*TABULAR_KINDS, 'vit')} that includes the 'rf' baseline"
+                )
+        if "grid" in params and isinstance(params["grid"], dict):
+            params["grid"] = GridSpec.model_validate(params["grid"])
+        unknown_keys = set(params) - set(cls.__dataclass_fields__)
+        if unknown_keys:
+            raise EarthOpsError(f"unknown landcover-global params {sorted(unknown_keys)}")
+        return replace(cfg, **params)
+
+    def model_params(self, kind: str) -> dict[str, Any]:
+        return {
+            "rf": self.rf_params,
+            "lightgbm": self.lgbm_params,
+            "xgboost": self.xgb_params,
+            "vit": self.vit_params,
+        }[kind]
+
+
+def check_protocol(protocol: str) -> tuple[int, ...]:
+    """Classes of ``protocol``; a clear error for an unknown one."""
+    try:
+        return PROTOCOLS[protocol]
+    except KeyError:
+        raise EarthOpsError(
+            f"unknown protocol '{protocol}' for {NAME}; expected one of {', '.join(PROTOCOLS)}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ labels
+def read_labels(path: str | Path | None = None) -> np.ndarray:
+    """IGBP labels ``(3600, 7200)`` uint8 (nodata 255): catalog MCD12C1 2019 or a GeoTIFF on
+    the CMG grid (checked: shape and extent)."""
+    da = read_mcd12c1(path)
+    source = path or "mcd12c1-2019"
+    if da.shape[1:] != GRID_SHAPE:
+        raise DataError(
+            source,
+            f"expected a {GRID_SHAPE[1]}x{GRID_SHAPE[0]} label raster on the "
+            f"0.05° CMG grid, got {da.shape[2]}x{da.shape[1]}",
+        )
+    left, bottom, right, top = da.rio.bounds()
+    if max(abs(left + 180), abs(right - 180), abs(top - 90), abs(bottom + 90)) > GRID_RES / 2:
+        raise DataError(
+            source, f"expected global extent -180,-90,180,90; got {left},{bottom},{right},{top}"
+        )
+    values = np.asarray(da.values[0], dtype=np.uint8)
+    nodata = int(da.rio.nodata) if da.rio.nodata is not None else NODATA
+    if nodata != NODATA:
+        values = np.where(values == nodata, NODATA, values).astype(np.uint8)
+    return values
+
+
+def in_bboxes(rows: np.ndarray, cols: np.ndarray, bboxes: Sequence[BBox]) -> np.ndarray:
+    """Pixels (by centre) inside any of ``bboxes``."""
+    lon, lat = pixel_lonlat(rows, cols)
+    mask = np.zeros(np.shape(rows), dtype=bool)
+    for box in bboxes:
+        mask |= box.contains(lon, lat)
+    return mask
+
+
+def sample_pixels(
+    labels: np.ndarray,
+    classes: Sequence[int],
+    n_per_class: int,
+    *,
+    seed: int = 42,
+    exclude: Sequence[BBox] = (),
+    include: Sequence[BBox] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced stratified sample: up to ``n_per_class`` random pixels of each class.
+
+    Pixels whose centre lies in an ``exclude`` box are never drawn; with ``include`` only
+    pixels inside those boxes are. Returns ``(rows, cols)`` sorted by class then draw order.
+    """
+    rng = np.random.default_rng(seed)
+    width = labels.shape[1]
+    flat = labels.ravel()
+    rows_out, cols_out = [], []
+    for cls in classes:
+        idx = np.flatnonzero(flat == cls)
+        if idx.size and (exclude or include):
+            r, c = np.divmod(idx, width)
+            keep = np.ones(idx.size, dtype=bool)
+            if exclude:
+                keep &= ~in_bboxes(r, c, exclude)
+            if include:
+                keep &= in_bboxes(r, c, include)
+            idx = idx[keep]
+        if idx.size > n_per_class:
+            idx = rng.choice(idx, n_per_class, replace=False)
+        r, c = np.divmod(idx, width)
+        rows_out.append(r)
+        cols_out.append(c)
+    return np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64)
+
+
+def block_ids(rows: np.ndarray, cols: np.ndarray, block_deg: float = BLOCK_DEG) -> np.ndarray:
+    """Id of the ``block_deg``×``block_deg`` block (aligned at −180°, 90°) holding each pixel."""
+    per_block = round(block_deg / GRID_RES)
+    n_x = -(-GRID_SHAPE[1] // per_block)
+    return (np.asarray(rows) // per_block) * n_x + np.asarray(cols) // per_block
+
+
+def block_folds(y: np.ndarray, blocks: np.ndarray, n_folds: int = 5, seed: int = 42) -> np.ndarray:
+    """Fold index (0..n_folds-1) of every sample; a block is never split across folds."""
+    if np.unique(blocks).size < n_folds:
+        raise EarthOpsError(
+            f"spatial block CV needs at least {n_folds} blocks with samples, got "
+            f"{np.unique(blocks).size}"
+        )
+    folds = np.full(len(y), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, blocks)):
+        folds[test] = k
+    return folds
+
+
+# ----------------------------------------------------------------------------- metrics
+def classification_metrics(
+    y: np.ndarray, pred: np.ndarray, classes: Sequence[int], weights: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``overall_accuracy``, ``macro_f1``, ``kappa`` and ``per_class`` (by IGBP name)."""
+    labels = [c for c in classes if np.any(y == c)]
+    names = IGBP.names()
+    p, r, f, _ = precision_recall_fscore_support(
+        y, pred, labels=labels, zero_division=0, sample_weight=weights
+    )
+    per_class = {
+        names[c]: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(np.sum(y == c)),
+        }
+        for i, c in enumerate(labels)
+    }
+    return {
+        "overall_accuracy": float(accuracy_score(y, pred, sample_weight=weights)),
+        "macro_f1": float(
+            f1_score(
+                y, pred, labels=labels, average="macro", zero_division=0, sample_weight=weights
+            )
+        ),
+        "kappa": float(cohen_kappa_score(y, pred, sample_weight=weights)),
+        "per_class": per_class,
+        "n_samples": len(y),
+    }
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: round(metrics[k], 4) for k in ("overall_accuracy", "macro_f1", "kappa")}
+
+
+# ------------------------------------------------------------------------------- model
+def _align(proba: np.ndarray, model_classes: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Probability columns re-ordered to ``classes`` (zeros for classes unseen in training)."""
+    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(model_classes):
+        out[:, index[int(c)]] = proba[:, j]
+    return out
+
+
+def _log_probs(probas: Sequence[np.ndarray]) -> np.ndarray:
+    return np.log(np.clip(np.concatenate(probas, axis=1), 1e-4, 1.0))
+
+
+def _vit_input(chips: np.ndarray) -> np.ndarray:
+    return np.asarray(chips, dtype=np.float32) / np.float32(255.0)
+
+
+class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
+    """The logged model: one or more fitted members, optionally stacked.
+
+    Input: a table with the grid features (``feature_names``) and, when a ViT member is
+    present, the flattened Blue Marble chip (``chip_0000``…, uint8 values). Output: IGBP values.
+    """
+
+    def __init__(
+        self,
+        members: dict[str, Any] | None = None,
+        stacker: Any = None,
+        feature_names: Sequence[str] = (),
+        classes: Sequence[int] = (),
+        chip_size: int | None = None,
+    ) -> None:
+        self.members = members
+        self.stacker = stacker
+        self.feature_names = feature_names
+        self.classes = classes
+        self.chip_size = chip_size
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes, dtype=np.int64)
+
+    @property
+    def needs_chips(self) -> bool:
+        return "vit" in (self.members or {})
+
+    def fit(self, X: Any, y: Any) -> GlobalLandCoverModel:  # pragma: no cover - built by train
+        raise NotImplementedError("built by GlobalLandCover.train")
+
+    def proba_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` from a feature matrix and optional chips."""
+        probas = []
+        for kind, est in (self.members or {}).items():
+            if kind == "vit":
+                if chips is None:
+                    raise EarthOpsError("this model has a ViT member: chips are required")
+                raw = est.predict_proba(_vit_input(chips))
+            else:
+                raw = est.predict_proba(features)
+            probas.append(_align(raw, est.classes_, self.classes))
+        if self.stacker is None:
+            return probas[0]
+        return _align(
+            self.stacker.predict_proba(_log_probs(probas)), self.stacker.classes_, self.classes
+        )
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_names if c not in X.columns]
+        if missing:
+            raise EarthOpsError(f"input lacks model features {missing[:5]}")
+        features = X[list(self.feature_names)].to_numpy(dtype=np.float32)
+        chips = None
+        if self.needs_chips:
+            cols = chip_columns(int(self.chip_size or 16))
+            chips = unflatten_chips(X[cols].to_numpy(dtype=np.uint8), int(self.chip_size or 16))
+        return self.proba_arrays(features, chips)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# ---------------------------------------------------------------------------- training
+@dataclass
+class _Sample:
+    rows: np.ndarray
+    cols: np.ndarray
+    y: np.ndarray
+    X: np.ndarray
+    chips: np.ndarray | None = None
+
+
+def _fit_member(
+    kind: str, cfg: TrainConfig, X: np.ndarray, chips: np.ndarray | None, y: np.ndarray
+) -> Any:
+    est = make_classifier(kind, **cfg.model_params(kind))
+    if kind == "vit":
+        return est.fit(_vit_input(chips), y)
+    return est.fit(X, y)
+
+
+def _member_proba(
+    kind: str, est: Any, X: np.ndarray, chips: np.ndarray | None, classes: Sequence[int]
+) -> np.ndarray:
+    raw = est.predict_proba(_vit_input(chips) if kind == "vit" else X)
+    return _align(raw, est.classes_, classes)
+
+
+def _oof(
+    kind: str, cfg: TrainConfig, data: _Sample, folds: np.ndarray, classes: Sequence[int]
+) -> np.ndarray:
+    """Out-of-fold probabilities of one model kind under the block folds."""
+    oof = np.zeros((len(data.y), len(classes)))
+    with progress() as bar:
+        task = bar.add_task(f"block CV {kind}", total=cfg.n_folds)
+        for k in range(cfg.n_folds):
+            test = folds == k
+            est = _fit_member(
+                kind,
+                cfg,
+                data.X[~test],
+                None if data.chips is None else data.chips[~test],
+                data.y[~test],
+            )
+            oof[test] = _member_proba(
+                kind, est, data.X[test], None if data.chips is None else data.chips[test], classes
+            )
+            bar.advance(task)
+    return oof
+
+
+def _stacked_oof(
+    probas: Sequence[np.ndarray],
+    y: np.ndarray,
+    folds: np.ndarray,
+    classes: Sequence[int],
+    seed: int,
+) -> np.ndarray:
+    """Block-CV probabilities of the stacker fitted on the members' out-of-fold outputs."""
+    Z = _log_probs(probas)
+    out = np.zeros((len(y), len(classes)))
+    for k in np.unique(folds):
+        test = folds == k
+        meta = _stacker(seed).fit(Z[~test], y[~test])
+        out[test] = _align(meta.predict_proba(Z[test]), meta.classes_, classes)
+    return out
+
+
+def _stacker(seed: int) -> LogisticRegression:
+    return LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+
+
+def _area_weights(labels: np.ndarray, y: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Stratified-estimator weights: class pixel count in the grid / sampled count."""
+    counts = np.bincount(labels.ravel(), minlength=256)
+    sampled = np.bincount(y, minlength=256)
+    w = np.zeros(256)
+    for c in classes:
+        if sampled[c]:
+            w[c] = counts[c] / sampled[c]
+    return w[y]
+
+
+class GlobalLandCover:
+    """The ``landcover-global`` use case (see the module docstring)."""
+
+    name = NAME
+    primary_metric = "macro_f1"
+    gate: ClassVar[dict[str, float]] = {"overall_accuracy": 0.85, "macro_f1": 0.80}
+
+    # -- lineage -------------------------------------------------------------------------
+    def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
+        refs = [catalog.dataset_ref(n) for n in ("bmng-2004", "koppen-geiger")]
+        if options.dataset is not None:
+            from earthops.data.identity import file_sha256
+
+            path = Path(options.dataset)
+            return [DatasetRef("labels", str(path), file_sha256(path)), *refs]
+        return [catalog.dataset_ref("mcd12c1-2019"), *refs]
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, options: TrainOptions) -> dict[str, Any]:
+        """Sample, block-CV every model, select, refit on all samples, log to MLflow."""
+        from earthops.registry.tracking import (
+            log_dataset_refs,
+            log_metrics_dict,
+            log_model,
+            training_run,
+        )
+
+        started = time.perf_counter()
+        cfg = TrainConfig.from_options(options)
+        classes = PROTOCOLS[cfg.protocol]
+        labels = read_labels(options.dataset)
+        grid = load_feature_grid(cfg.grid)
+        data = self._sample(labels, grid, cfg, options.exclude_bboxes, classes)
+        folds = block_folds(
+            data.y, block_ids(data.rows, data.cols, cfg.block_deg), cfg.n_folds, cfg.seed
+        )
+        log.info(
+            "landcover_global.sample",
+            protocol=cfg.protocol,
+            n=len(data.y),
+            blocks=int(np.unique(block_ids(data.rows, data.cols)).size),
+        )
+
+        oof: dict[str, np.ndarray] = {}
+        comparison: dict[str, dict[str, Any]] = {}
+        for kind in cfg.models:
+            t0 = time.perf_counter()
+            oof[kind] = _oof(kind, cfg, data, folds, classes)
+            pred = np.asarray(classes)[np.argmax(oof[kind], axis=1)]
+            comparison[kind] = {
+                **_summary(classification_metrics(data.y, pred, classes)),
+                "cv_seconds": round(time.perf_counter() - t0, 1),
+            }
+            log.info("landcover_global.cv", model=kind, **comparison[kind])
+
+        singles = sorted(cfg.models, key=lambda k: comparison[k]["macro_f1"], reverse=True)
+        best_single = singles[0]
+        selected, members, stack_members = best_single, [best_single], None
+        if len(cfg.models) > 1:
+            stack_members = list(cfg.models)
+            st = _stacked_oof([oof[k] for k in stack_members], data.y, folds, classes, cfg.seed)
+            oof["stacking"] = st
+            pred = np.asarray(classes)[np.argmax(st, axis=1)]
+            comparison["stacking"] = {
+                **_summary(classification_metrics(data.y, pred, classes)),
+                "members": stack_members,
+            }
+            gain = comparison["stacking"]["macro_f1"] - comparison[best_single]["macro_f1"]
+            comparison["stacking"]["gain_over_best_single"] = round(gain, 4)
+            if gain > cfg.min_gain:
+                selected, members = "stacking", stack_members
+
+        final_pred = np.asarray(classes)[np.argmax(oof[selected], axis=1)]
+        rf_pred = np.asarray(classes)[np.argmax(oof["rf"], axis=1)]
+        metrics = classification_metrics(data.y, final_pred, classes)
+        weights = _area_weights(labels, data.y, classes)
+        metrics["area_weighted"] = _summary(
+            classification_metrics(data.y, final_pred, classes, weights)
+        )
+        metrics["baseline"] = {"model": "rf", **classification_metrics(data.y, rf_pred, classes)}
+        metrics["comparison"] = comparison
+        metrics["selected_model"] = selected
+        metrics["validation"] = {
+            "scheme": "spatial block CV",
+            "block_deg": cfg.block_deg,
+            "n_folds": cfg.n_folds,
+            "sampling": f"class-balanced, up to {cfg.n_per_class} px per class",
+            "n_blocks": int(np.unique(block_ids(data.rows, data.cols, cfg.block_deg)).size),
+        }
+        metrics["protocol"] = cfg.protocol
+
+        model = self._refit(cfg, data, classes, grid, members, oof)
+        with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
+            log_dataset_refs(self.dataset_refs(options))
+            import mlflow
+
+            mlflow.log_params(
+                {
+                    "protocol": cfg.protocol,
+                    "n_per_class": cfg.n_per_class,
+                    "n_folds": cfg.n_folds,
+                    "block_deg": cfg.block_deg,
+                    "models": ",".join(cfg.models),
+                    "selected_model": selected,
+                    "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
+                    "fast": options.fast,
+                    "seed": cfg.seed,
+                    "grid_spec": cfg.grid.key(),
+                    "chip_size": cfg.chip_size,
+                    **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
+                }
+            )
+            example = self._example(grid, data, model)
+            metadata = {
+                "usecase": NAME,
+                "protocol": cfg.protocol,
+                "feature_names": list(grid.feature_names),
+                "classes": list(classes),
+                "class_names": {str(c): IGBP.names()[c] for c in classes},
+                "members": members,
+                "selected_model": selected,
+                "needs_chips": model.needs_chips,
+                "chip_size": cfg.chip_size,
+                "grid_spec": cfg.grid.model_dump(mode="json"),
+                "grid": {
+                    "shape": list(GRID_SHAPE),
+                    "res_deg": GRID_RES,
+                    "crs": GRID_CRS,
+                    "bounds": [-180.0, -90.0, 180.0, 90.0],
+                },
+                "input": "landcover-global feature grid (+ Blue Marble chips when needs_chips)",
+            }
+            model_uri = log_model(model, example, metadata=metadata)
+            metrics["model_uri"] = model_uri
+            metrics["run_id"] = run.info.run_id
+            metrics["runtime_s"] = round(time.perf_counter() - started, 1)
+            log_metrics_dict({k: v for k, v in metrics.items() if k not in ("model_uri", "run_id")})
+        return metrics
+
+    def _sample(
+        self,
+        labels: np.ndarray,
+        grid: FeatureGrid,
+        cfg: TrainConfig,
+        exclude: Sequence[BBox],
+        classes: Sequence[int],
+    ) -> _Sample:
+        rows, cols = sample_pixels(labels, classes, cfg.n_per_class, seed=cfg.seed, exclude=exclude)
+        y = labels[rows, cols].astype(np.int64)
+        present = np.unique(y)
+        if present.size < 2:
+            raise EarthOpsError(
+                f"training sample has {present.size} class(es) after exclusions; need >= 2"
+            )
+        chips = extract_chips(rows, cols, cfg.chip_size) if "vit" in cfg.models else None
+        return _Sample(rows, cols, y, grid.values(rows, cols), chips)
+
+    def _refit(
+        self,
+        cfg: TrainConfig,
+        data: _Sample,
+        classes: Sequence[int],
+        grid: FeatureGrid,
+        members: list[str],
+        oof: dict[str, np.ndarray],
+    ) -> GlobalLandCoverModel:
+        fitted = {}
+        for kind in members:
+            with progress() as bar:
+                bar.add_task(f"final fit {kind}", total=None)
+                fitted[kind] = _fit_member(kind, cfg, data.X, data.chips, data.y)
+        stacker = None
+        if len(members) > 1:
+            stacker = _stacker(cfg.seed).fit(_log_probs([oof[k] for k in members]), data.y)
+        return GlobalLandCoverModel(
+            members=fitted,
+            stacker=stacker,
+            feature_names=list(grid.feature_names),
+            classes=list(classes),
+            chip_size=cfg.chip_size if "vit" in members else None,
+        )
+
+    @staticmethod
+    def _example(grid: FeatureGrid, data: _Sample, model: GlobalLandCoverModel) -> pd.DataFrame:
+        frame = pd.DataFrame(data.X[:5], columns=grid.feature_names)
+        if model.needs_chips and data.chips is not None:
+            chips = pd.DataFrame(
+                flatten_chips(data.chips[:5]), columns=chip_columns(int(model.chip_size or 16))
+            )
+            frame = pd.concat([frame, chips], axis=1)
+        return frame
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
+        """Score a logged model on labelled pixels (see the module docstring for formats)."""
+        from earthops.registry.tracking import load_model, model_metadata
+
+        meta = model_metadata(model_uri)
+        if meta.get("usecase") != NAME:
+            raise EarthOpsError(
+                f"model '{model_uri}' is not a {NAME} model (usecase={meta.get('usecase')!r})"
+            )
+        model = load_model(model_uri)
+        protocol = options.protocol or str(meta.get("protocol", DEFAULT_PROTOCOL))
+        classes = check_protocol(protocol)
+        trained = {int(c) for c in meta.get("classes", classes)}
+        if not set(classes) <= trained:
+            raise EarthOpsError(
+                f"protocol '{protocol}' needs classes {sorted(set(classes) - trained)}"
+                f" the model was not trained on (model protocol "
+                f"{meta.get('protocol')})"
+            )
+        rows, cols, y, source = self._eval_pixels(options, classes)
+        spec = GridSpec.model_validate(meta["grid_spec"])
+        grid = load_feature_grid(spec)
+        chips = (
+            extract_chips(rows, cols, int(meta.get("chip_size", 16)))
+            if meta.get("needs_chips")
+            else None
+        )
+        proba = model.proba_arrays(grid.values(rows, cols), chips)
+        pred = model.classes_[np.argmax(proba, axis=1)]
+        metrics = classification_metrics(y, pred, classes)
+        metrics.update(
+            protocol=protocol,
+            model_uri=model_uri,
+            source=source,
+            bboxes=[str(b) for b in options.bboxes],
+        )
+        return metrics
+
+    def _eval_pixels(
+        self, options: EvalOptions, classes: Sequence[int], max_pixels: int = 50_000, seed: int = 7
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """Labelled pixels to score: from a CSV/GeoTIFF dataset or the catalog MCD12C1."""
+        dataset = options.dataset
+        if dataset is not None and Path(dataset).suffix.lower() == ".csv":
+            rows, cols, y = read_label_csv(dataset)
+            keep = np.isin(y, classes)
+            if options.bboxes:
+                keep &= in_bboxes(rows, cols, options.bboxes)
+            rows, cols, y = rows[keep], cols[keep], y[keep]
+            source = str(dataset)
+        else:
+            labels = read_labels(dataset)
+            source = str(dataset) if dataset is not None else "mcd12c1-2019"
+            if options.bboxes:
+                rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
+            else:  # global: class-balanced, a seed different from training
+                rows, cols = sample_pixels(labels, classes, max_pixels // len(classes), seed=seed)
+            y = labels[rows, cols].astype(np.int64)
+        if y.size == 0:
+            where = f" inside {', '.join(map(str, options.bboxes))}" if options.bboxes else ""
+            raise EarthOpsError(f"no labelled pixels of classes {list(classes)}{where} in {source}")
+        if y.size > max_pixels:
+            pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
+            rows, cols, y = rows[pick], cols[pick], y[pick]
+        return rows, cols, y, source
+
+
+def _pixels_in_bboxes(
+    labels: np.ndarray, bboxes: Sequence[BBox], classes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every labelled pixel of ``classes`` whose centre is inside one of the boxes."""
+    rows_all, cols_all = [], []
+    for box in bboxes:
+        r0, c0 = lonlat_to_pixel(np.array([box.minx]), np.array([box.maxy]))
+        r1, c1 = lonlat_to_pixel(np.array([box.maxx]), np.array([box.miny]))
+        rr, cc = np.mgrid[int(r0[0]) : int(r1[0]) + 1, int(c0[0]) : int(c1[0]) + 1]
+        rr, cc = rr.ravel(), cc.ravel()
+        keep = in_bboxes(rr, cc, [box]) & np.isin(labels[rr, cc], classes)
+        rows_all.append(rr[keep])
+        cols_all.append(cc[keep])
+    flat = np.unique(np.concatenate(rows_all) * GRID_SHAPE[1] + np.concatenate(cols_all))
+    return np.divmod(flat, GRID_SHAPE[1])
+
+
+def read_label_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``lon,lat,label`` CSV -> grid rows, cols, labels (clear errors for bad content)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "labelled dataset not found")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(path, f"cannot read CSV ({type(exc).__name__}: {exc})") from exc
+    cols = {c.lower().strip(): c for c in frame.columns}
+    missing = [c for c in ("lon", "lat", "label") if c not in cols]
+    if missing:
+        raise DataError(
+            path, f"missing columns {missing}; expected lon,lat,label", field=",".join(missing)
+        )
+    lon = pd.to_numeric(frame[cols["lon"]], errors="coerce").to_numpy()
+    lat = pd.to_numeric(frame[cols["lat"]], errors="coerce").to_numpy()
+    label = pd.to_numeric(frame[cols["label"]], errors="coerce").to_numpy()
+    bad = ~np.isfinite(lon) | ~np.isfinite(lat) | ~np.isfinite(label)
+    bad |= (np.abs(lon) > 180) | (np.abs(lat) > 90)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            path,
+            f"{int(bad.sum())} row(s) with non-numeric or out-of-range "
+            f"lon/lat/label (first: data row {first + 1})",
+        )
+    rows, cols_ = lonlat_to_pixel(lon, lat)
+    return rows, cols_, label.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------- maps
+def predict_global_map(
+    model_uri: str,
+    output: str | Path,
+    *,
+    decimate: int = 4,
+    with_probability: bool = False,
+    rows_per_chunk: int = 128,
+) -> Path:
+    """Classify the global grid (every ``decimate``-th pixel) into an IGBP COG with palette.
+
+    Features come from the cached global grid (built on first use), chunk by chunk (bounded
+    memory). ``with_probability`` also writes ``<output stem>_probability.tif`` (max class
+    probability × 100, uint8) beside the map. Returns the map's path.
+    """
+    from earthops.raster.cog import write_cog
+    from earthops.registry.tracking import load_model, model_metadata
+
+    if decimate < 1:
+        raise EarthOpsError(f"decimate must be >= 1, got {decimate}")
+    meta = model_metadata(model_uri)
+    if meta.get("usecase") != NAME:
+        raise EarthOpsError(f"model '{model_uri}' is not a {NAME} model")
+    model = load_model(model_uri)
+    spec = GridSpec.model_validate(meta["grid_spec"])
+    if list(meta.get("feature_names", [])) != spec.feature_names():
+        raise EarthOpsError(f"model '{model_uri}': feature names do not match its grid spec")
+    grid = load_feature_grid(spec)
+    needs_chips = bool(meta.get("needs_chips"))
+    chip_size = int(meta.get("chip_size", 16))
+    bmng = read_bmng_rgb() if needs_chips else None
+
+    rows = np.arange(decimate // 2, GRID_SHAPE[0], decimate)
+    cols = np.arange(decimate // 2, GRID_SHAPE[1], decimate)
+    cls_map = np.full((rows.size, cols.size), NODATA, dtype=np.uint8)
+    prob_map = np.zeros((rows.size, cols.size), dtype=np.uint8)
+    with progress() as bar:
+        task = bar.add_task(f"IGBP map 1/{decimate}", total=rows.size)
+        for i0 in range(0, rows.size, rows_per_chunk):
+            r = rows[i0 : i0 + rows_per_chunk]
+            feats = grid.block(r, cols)
+            chips = None
+            if needs_chips:
+                rr, cc = np.meshgrid(r, cols, indexing="ij")
+                chips = extract_chips(rr.ravel(), cc.ravel(), chip_size, rgb=bmng)
+            proba = model.proba_arrays(feats, chips)
+            best = np.argmax(proba, axis=1)
+            cls_map[i0 : i0 + r.size] = model.classes_[best].reshape(r.size, cols.size)
+            prob_map[i0 : i0 + r.size] = np.rint(100 * proba[np.arange(best.size), best]).reshape(
+                r.size, cols.size
+            )
+            bar.advance(task, r.size)
+
+    res = GRID_RES * decimate
+    ys = 90.0 - res * (np.arange(rows.size) + 0.5)
+    xs = -180.0 + res * (np.arange(cols.size) + 0.5)
+    classes = [int(c) for c in model.classes_]
+
+    def as_da(arr: np.ndarray) -> xr.DataArray:
+        da = xr.DataArray(
+            arr[None], dims=("band", "y", "x"), coords={"band": [1], "y": ys, "x": xs}
+        )
+        return da.rio.write_crs(GRID_CRS).rio.write_transform(from_origin(-180.0, 90.0, res, res))
+
+    output = Path(output)
+    names = {c: IGBP.names()[c] for c in classes}
+    colours = {c: IGBP.colormap()[c] for c in classes}
+    write_cog(
+        as_da(cls_map).rio.write_nodata(NODATA),
+        output,
+        nodata=NODATA,
+        descriptions=["igbp"],
+        colormap=colours,
+        class_names=names,
+        tags={"EARTHOPS_MODEL": model_uri, "EARTHOPS_DECIMATE": str(decimate)},
+        show_progress=False,
+    )
+    if with_probability:
+        write_cog(
+            as_da(prob_map),
+            output.with_name(f"{output.stem}_probability.tif"),
+            nodata=None,
+            descriptions=["max_probability_pct"],
+            show_progress=False,
+        )
+    log.info("landcover_global.map", path=str(output), shape=list(cls_map.shape))
+    return output
