@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,42 @@ def earthops_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli(earthops_home: Path) -> CliRunner:
+    """Run ``earthops ARGS…`` in a subprocess (the real console entry: exit codes, no traceback).
+
+    Keyword arguments: ``home`` and ``data_dir`` override the EarthOps home and the mirror;
+    ``env`` adds variables; ``timeout`` (s) bounds the run.
+    """
+
+    def run(
+        *args: str,
+        home: Path | None = None,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+            "EARTHOPS_DATA_DIR": str(data_dir or MIRROR),
+            "EARTHOPS_HOME": str(home or earthops_home),
+            "COLUMNS": "200",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            **(env or {}),
+        }
+        code = "from earthops.cli.app import main; main()"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
+
+    return run

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from earthops.data import catalog
 from earthops.errors import CatalogError, ChecksumError
 from earthops.settings import Settings
+
+if TYPE_CHECKING:
+    from conftest import CliRunner
 
 EXPECTED_NAMES = {
     "mcd12c1-2019",
@@ -34,22 +36,6 @@ def _mirror_copy(mirror: Path, dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(src)
     return dest
-
-
-def _cli(*args: str, env_dir: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        "EARTHOPS_DATA_DIR": str(env_dir),
-        "EARTHOPS_HOME": str(home),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "earthops.cli.app", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
 
 
 def test_catalog_registers_every_shared_dataset(mirror: Path) -> None:
@@ -113,15 +99,17 @@ def test_dataset_ref_uses_catalog_digest(mirror: Path) -> None:
     assert len(multi.digest) == 64 and multi.uri.endswith("sinop_mod13q1_ndvi")
 
 
-def test_cli_data_list_json(mirror: Path, tmp_path: Path) -> None:
-    out = _cli("data", "list", "--json", env_dir=mirror, home=tmp_path)
+def test_cli_data_list_json(mirror: Path, run_cli: CliRunner) -> None:
+    out = run_cli("data", "list", "--json")
     assert out.returncode == 0, out.stderr
     names = {d["name"] for d in json.loads(out.stdout)}
     assert names == EXPECTED_NAMES
 
 
-def test_cli_verify_ok_and_truncated_fails_without_traceback(mirror: Path, tmp_path: Path) -> None:
-    ok = _cli("data", "verify", env_dir=mirror, home=tmp_path / "h1")
+def test_cli_verify_ok_and_truncated_fails_without_traceback(
+    mirror: Path, tmp_path: Path, run_cli: CliRunner
+) -> None:
+    ok = run_cli("data", "verify")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "0 failed" in ok.stdout
 
@@ -129,14 +117,14 @@ def test_cli_verify_ok_and_truncated_fails_without_traceback(mirror: Path, tmp_p
     rel = "modis/bmng_2004_5400x2700.jpg"
     (local / rel).unlink()
     (local / rel).write_bytes((mirror / rel).read_bytes()[: 4096])
-    bad = _cli("data", "verify", env_dir=local, home=tmp_path / "h2")
+    bad = run_cli("data", "verify", data_dir=local, home=tmp_path / "h2")
     assert bad.returncode != 0
     assert "bmng_2004_5400x2700.jpg" in bad.stdout
     assert "Traceback" not in bad.stdout + bad.stderr
 
 
-def test_cli_fetch_unknown_name_is_a_clean_error(mirror: Path, tmp_path: Path) -> None:
-    out = _cli("data", "fetch", "no-such-data", env_dir=mirror, home=tmp_path)
+def test_cli_fetch_unknown_name_is_a_clean_error(mirror: Path, run_cli: CliRunner) -> None:
+    out = run_cli("data", "fetch", "no-such-data")
     assert out.returncode == 1
     assert "unknown dataset 'no-such-data'" in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr

@@ -85,3 +85,9 @@ class UseCase(Protocol):
     def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
         """References (name, uri, digest) of every input the training reads (cache keys, lineage)."""
         ...
+
+    def predict_raster(
+        self, model_uri: str, inputs: list[Path], output: Path, *, with_probability: bool = False
+    ) -> Path:
+        """Apply a logged model of this use case to raster input(s); write a COG; return its path."""
+        ...
