@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     approved_models: Path | None = Field(
         default=None, description="Review-gated approved-models list; default <home>/approved_models.txt."
     )
+    gates: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-use-case gate overrides, JSON: {usecase: {metric: minimum}} (merged over the use case's gate).",
+    )
+    max_regression: float = Field(
+        default=0.02, description="Largest primary-metric drop vs the champion a promotion may bring."
+    )
     feature_repo: Path | None = Field(default=None, description="Feast repo dir; default <home>/feature_repo.")
     online_store: str = Field(default="sqlite", description="'sqlite' or a redis connection string.")
     online_ttl_hours: float = 8.0
@@ -38,6 +45,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     seed: int = 42
+    reef_grid: Path | None = Field(
+        default=None, description="SST/DHW NetCDF cube for the reef ViT chip branch (off when unset)."
+    )
 
     # ---- derived locations -------------------------------------------------
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,9 +25,23 @@ from earthops.errors import EarthOpsError
 from earthops.settings import Settings, get_settings
 
 MODEL_ARTIFACT = "model"
+_MAX_INPUT_DIGEST = 36  # MLflow's limit on a dataset input's digest
 _ENV_PACKAGES = (
-    "earthops", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "torch",
-    "mlflow", "optuna", "prefect", "feast", "rasterio", "xarray", "dask", "numba",
+    "earthops",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "lightgbm",
+    "xgboost",
+    "torch",
+    "mlflow",
+    "optuna",
+    "prefect",
+    "feast",
+    "rasterio",
+    "xarray",
+    "dask",
+    "numba",
 )
 
 
@@ -82,6 +97,7 @@ def log_environment() -> None:
         {
             "env.python": sys.version.split()[0],
             "env.platform": platform.platform(),
+            "env.cpu_count": str(os.cpu_count()),
             **{f"env.{k}": v for k, v in versions.items()},
         }
     )
@@ -89,13 +105,97 @@ def log_environment() -> None:
 
 
 def log_dataset_refs(refs: list[DatasetRef], context: str = "training") -> None:
-    """Log dataset references as MLflow dataset inputs (lineage: model version → data digest)."""
+    """Log dataset references as MLflow dataset inputs (lineage: model version → data digest).
+
+    MLflow caps a dataset-input digest at 36 characters, so a longer one (SHA-256) is logged
+    there as its first 32 hex digits; the ``earthops.datasets`` tag keeps the full digests.
+    """
     for ref in refs:
         source = HTTPDatasetSource(url=ref.uri if "://" in ref.uri else Path(ref.uri).as_uri())
-        mlflow.log_input(MetaDataset(source=source, name=ref.name, digest=ref.digest), context=context)
+        digest = ref.digest if len(ref.digest) <= _MAX_INPUT_DIGEST else ref.digest[:32]
+        mlflow.log_input(MetaDataset(source=source, name=ref.name, digest=digest), context=context)
     mlflow.set_tag(
         "earthops.datasets", json.dumps({r.name: r.digest for r in refs}, sort_keys=True)
     )
+
+
+def run_datasets(run_id: str) -> dict[str, str]:
+    """Lineage of a run: ``{dataset name: digest}`` (full SHA-256 where the run recorded it).
+
+    Read from the ``earthops.datasets.sha256`` / ``earthops.datasets`` tags, else from the
+    run's MLflow dataset inputs.
+    """
+    run = configure().get_run(run_id)
+    for tag in ("earthops.datasets.sha256", "earthops.datasets"):
+        if tag in run.data.tags:
+            return dict(json.loads(run.data.tags[tag]))
+    inputs = run.inputs.dataset_inputs if run.inputs else []
+    return {d.dataset.name: d.dataset.digest for d in inputs}
+
+
+def log_confusion_matrix(
+    y_true: Any,
+    y_pred: Any,
+    labels: list[Any],
+    *,
+    names: Mapping[Any, str] | None = None,
+    artifact: str = "confusion_matrix",
+) -> None:
+    """Confusion matrix (rows = truth) as ``<artifact>.json`` and a ``<artifact>.png`` heat map."""
+    from sklearn.metrics import confusion_matrix
+
+    matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), labels=labels)
+    ticks = [str((names or {}).get(label, label)) for label in labels]
+    mlflow.log_dict({"labels": ticks, "matrix": matrix.tolist()}, f"{artifact}.json")
+    fig, ax = _figure(max(4.0, 0.45 * len(labels) + 2))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(ticks)), ticks, rotation=90)
+    ax.set_yticks(range(len(ticks)), ticks)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7)
+    _log_figure(fig, f"{artifact}.png")
+
+
+def log_binary_curves(y_true: Any, score: Any, *, artifact: str = "curves") -> None:
+    """ROC and precision-recall curves of a binary score: ``<artifact>.json`` and ``.png``."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    y, p = np.asarray(y_true).astype(int), np.asarray(score, dtype=float)
+    fpr, tpr, _ = roc_curve(y, p)
+    precision, recall, _ = precision_recall_curve(y, p)
+    mlflow.log_dict(
+        {
+            "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+            "pr": {"precision": precision.tolist(), "recall": recall.tolist()},
+        },
+        f"{artifact}.json",
+    )
+    fig, (roc, pr) = _figure(4.0, ncols=2)
+    roc.plot(fpr, tpr)
+    roc.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr.plot(recall, precision)
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    _log_figure(fig, f"{artifact}.png")
+
+
+def _figure(size: float, ncols: int = 1) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(size * ncols, size))
+
+
+def _log_figure(fig: Any, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    mlflow.log_figure(fig, name)
+    plt.close(fig)
 
 
 def log_metrics_dict(metrics: Mapping[str, Any], prefix: str = "") -> None:
@@ -129,7 +229,9 @@ def log_model(
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
     """Log a fitted sklearn-compatible estimator with signature and input example; return its URI."""
-    example = input_example.iloc[:5] if isinstance(input_example, pd.DataFrame) else input_example[:5]
+    example = (
+        input_example.iloc[:5] if isinstance(input_example, pd.DataFrame) else input_example[:5]
+    )
     if output_example is None:
         output_example = model.predict(example)
     signature = infer_signature(example, output_example)
