@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from earthops.cli import data, features, ingest, models, pipeline, registry, run
 from earthops.cli.common import console
@@ -40,7 +41,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except EarthOpsError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
