@@ -186,6 +186,24 @@ def test_alert_level_from_dhw_only() -> None:
     np.testing.assert_array_equal(lazy.values.ravel(), want)
 
 
+def test_alert_levels_3_to_5_from_a_sustained_event() -> None:
+    """HotSpot 3 °C every day from EVENT: DHW(d) = 3 (d + 1) / 7, so CRW v3.1 Alert Level 1 from
+    day 9 (DHW 4.29), 2 from day 18 (8.14), 3 from day 27 (12.0 exactly), 4 from day 37 (16.29),
+    5 from day 46 (20.14); Warning before day 9."""
+    base_days = pd.date_range("2000-01-01", "2001-12-31", freq="D")
+    base = 25.0 + 0.2 * base_days.month.to_numpy()
+    sst = daily("2000-01-01", np.concatenate([base, np.full(120, MMM + 3.0)]))
+    f = thermal_features(sst, BASE)
+    for day in (0, 8, 9, 17, 18, 26, 27, 36, 37, 45, 46, 83):
+        assert at(f, day)["dhw"] == pytest.approx(3.0 * (day + 1) / 7.0, abs=1e-9), day
+    want = {0: 2, 8: 2, 9: 3, 17: 3, 18: 4, 26: 4, 27: 5, 36: 5, 37: 6, 45: 6, 46: 7, 100: 7}
+    got = {day: at(f, day)["alert_level"] for day in want}
+    assert got == want
+    assert alert_level_names(f["alert_level"]).loc[EVENT + pd.Timedelta(days=27)] == (
+        "Bleaching Alert Level 3"
+    )
+
+
 # ------------------------------------------------------------------------ causality & gaps
 def test_no_lookahead() -> None:
     rng = np.random.default_rng(3)
@@ -362,3 +380,24 @@ def test_honolii_real_series(honolii: pd.Series) -> None:
     assert f.loc[f.index.year.isin([2014, 2015]), "dhw"].max() > quiet + 2.0
     assert f.loc[f.index.year == 2019, "dhw"].max() > quiet + 2.0
     assert f.loc[f.index.year == 2015, "alert_level"].max() >= 4  # Alert Level 2 in 2015
+
+
+@pytest.mark.usefixtures("mirror")
+def test_honolii_rolling_7_30_90_and_no_lookahead(honolii: pd.Series) -> None:
+    f = thermal_features(honolii)
+    regular = validate_sst_series(honolii)
+    for w in (7, 30, 90):
+        ref = regular.rolling(w, min_periods=int(np.ceil(0.8 * w))).mean()
+        np.testing.assert_allclose(f[f"sst_mean_{w}d"], ref, atol=1e-9, equal_nan=True)
+    spread = [f[f"sst_mean_{w}d"].diff().abs().mean() for w in (7, 30, 90)]
+    assert spread[0] > spread[1] > spread[2]  # longer windows are smoother
+    # the missing day 2018-11-09: means stay defined (≥ 80 % of the window present)
+    gap = pd.Timestamp("2018-11-09", tz="UTC")
+    day = f.index[f.index.normalize() == gap][0]
+    assert np.isnan(f.loc[day, "sst"]) and f.loc[day, ["sst_mean_7d", "sst_mean_90d"]].notna().all()
+
+    # no lookahead: cutting the stream after the base period changes nothing up to the cut
+    cut = pd.Timestamp("2015-10-15", tz="UTC")
+    early = thermal_features(honolii.loc[: cut + pd.Timedelta(hours=23)])
+    pd.testing.assert_frame_equal(early, f.loc[early.index], check_freq=False)
+    assert early.index[-1].normalize() == cut and early["dhw"].iloc[-1] > 0

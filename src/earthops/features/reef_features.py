@@ -157,11 +157,14 @@ def check_survey_features(
 
 
 def prepare_surveys(
-    frame: pd.DataFrame, source: str | Path = "<surveys>"
+    frame: pd.DataFrame, source: str | Path = "<surveys>", *, reject_unknown: bool = False
 ) -> tuple[pd.DataFrame, Rejections]:
     """Validated labelled rows ready for training/scoring, and the counted rejections.
 
-    Rejected: exact duplicate rows, rows missing a core heat-stress input (:data:`CORE_COLUMNS`).
+    Rejected: exact duplicate rows, rows missing a core heat-stress input (:data:`CORE_COLUMNS`)
+    and, with ``reject_unknown``, rows whose realm/ocean is outside :data:`REALMS` /
+    :data:`OCEANS` (counted as ``unknown_<column>`` and logged with the names; without it such
+    rows reach the featurizer, which raises or encodes them as ``unknown``).
     """
     frame = check_survey_features(frame, source, labelled=True)
     for col in (SITE_COLUMN, YEAR_COLUMN):
@@ -175,8 +178,20 @@ def prepare_surveys(
         missing = frame[col].isna()
         rejections.add(f"missing_{col}", int(missing.sum()))
         frame = frame.loc[~missing]
+    if reject_unknown:
+        for col, known in ((REALM_COLUMN, REALMS), (OCEAN_COLUMN, OCEANS)):
+            unknown = ~frame[col].astype(str).isin(known)
+            if unknown.any():
+                names = sorted(frame.loc[unknown, col].astype(str).unique().tolist())
+                log.warning("survey rows with unknown names rejected", column=col, names=names)
+                rejections.add(f"unknown_{col}", int(unknown.sum()))
+                frame = frame.loc[~unknown]
     if frame.empty:
-        raise DataError(source, "no usable survey rows after rejections", field=CORE_COLUMNS[0])
+        raise DataError(
+            source,
+            f"no usable survey rows after rejections {rejections.counts}; expected rows with "
+            f"{', '.join(CORE_COLUMNS)} and known {REALM_COLUMN}/{OCEAN_COLUMN} names",
+        )
     if rejections.total:
         log.info("survey rows rejected", source=str(source), **rejections.counts)
     return frame, rejections
@@ -310,18 +325,27 @@ def open_grid(path: str | Path, variables: Sequence[str] | None = None) -> xr.Da
     except Exception as exc:
         raise DataError(local, f"not a readable NetCDF grid ({exc})") from exc
     with ds:
-        names = list(variables) if variables else [str(v) for v in ds.data_vars]
-        if "degree_heating_week" in names and "mask" in ds.variables and len(names) <= 2:
+        crw = {"degree_heating_week", "mask"}
+        if "degree_heating_week" in ds.data_vars and set(variables or crw) <= crw:
             return read_crw_dhw(local)
+        names = list(variables) if variables else [str(v) for v in ds.data_vars]
         missing = [v for v in names if v not in ds.data_vars]
         if missing:
-            raise DataError(local, f"no variable(s) {missing}; found {list(ds.data_vars)}", field=missing[0])
-        ren = {d: n for d, n in (("lat", "y"), ("latitude", "y"), ("lon", "x"), ("longitude", "x")) if d in ds.dims}
+            raise DataError(
+                local, f"no variable(s) {missing}; found {list(ds.data_vars)}", field=missing[0]
+            )
+        ren = {
+            d: n
+            for d, n in (("lat", "y"), ("latitude", "y"), ("lon", "x"), ("longitude", "x"))
+            if d in ds.dims
+        }
         ds = ds.rename(ren)
         keep = [v for v in names if {"y", "x"} <= set(ds[v].dims)]
         if not keep:
             raise DataError(local, "no variable on a (lat, lon) grid", field="grid")
-        da = xr.concat([ds[v].astype(np.float32) for v in keep], dim="band").assign_coords(band=keep)
+        da = xr.concat([ds[v].astype(np.float32) for v in keep], dim="band").assign_coords(
+            band=keep
+        )
         order = ("time", "band", "y", "x") if "time" in da.dims else ("band", "y", "x")
         return da.transpose(*order).load()
 
@@ -329,7 +353,9 @@ def open_grid(path: str | Path, variables: Sequence[str] | None = None) -> xr.Da
 def _axis_edges(coord: np.ndarray, name: str) -> tuple[float, float]:
     values = np.asarray(coord, dtype=np.float64)
     if values.size < 2:
-        raise DataError("grid", f"axis '{name}' has {values.size} value(s); expected a grid", field=name)
+        raise DataError(
+            "grid", f"axis '{name}' has {values.size} value(s); expected a grid", field=name
+        )
     step = (values[-1] - values[0]) / (values.size - 1)
     if step == 0 or not np.allclose(np.diff(values), step, rtol=1e-3):
         raise DataError("grid", f"axis '{name}' is not regularly spaced", field=name)
@@ -345,7 +371,9 @@ def _grid_4d(grid: xr.DataArray) -> xr.DataArray:
         grid = grid.expand_dims(time=[grid.coords["time"].values] if "time" in grid.coords else [0])
     extra = set(grid.dims) - {"time", "band", "y", "x"}
     if extra:
-        raise DataError("grid", f"unexpected dims {sorted(extra)}; expected (time, band, y, x)", field="grid")
+        raise DataError(
+            "grid", f"unexpected dims {sorted(extra)}; expected (time, band, y, x)", field="grid"
+        )
     return grid.transpose("time", "band", "y", "x")
 
 
@@ -361,7 +389,8 @@ def extract_chips(
 
     The site's cell sits at index ``size // 2`` of each chip. NaN: masked cells, cells off the
     grid, and every cell of a site outside the grid or before the cube's first time. ``times``
-    (required when the grid has several times) picks, per site, the last grid time ≤ that time.
+    (required when the grid has several times) picks, per site, the last grid time ≤ that time;
+    a single dated field (one CRW DHW day) is likewise never used for an earlier site time.
     """
     if size < 1:
         raise ValueError(f"chip size {size} must be ≥ 1")
@@ -370,13 +399,14 @@ def extract_chips(
     if lat.shape != lon.shape:
         raise ValueError(f"{lat.size} latitudes for {lon.size} longitudes")
     g = _grid_4d(grid)
-    nt, nb, ny, nx = g.shape
+    nt, _nb, ny, nx = g.shape
     y0, dy = _axis_edges(g["y"].values, "y")
     x0, dx = _axis_edges(g["x"].values, "x")
     global_x = abs(abs(dx) * nx - 360.0) < abs(dx) / 2
     n = lat.size
-    if nt == 1:
-        t_idx = np.zeros(n, dtype=np.int64)
+    dated = "time" in grid.coords and np.issubdtype(g["time"].dtype, np.datetime64)
+    if nt == 1 and (times is None or not dated):
+        t_idx = np.zeros(n, dtype=np.int64)  # a static grid (or no site times): one field
         t_ok = np.ones(n, dtype=bool)
     else:
         if times is None:
@@ -422,7 +452,11 @@ class ChipScaler(BaseEstimator):
 
     def fit(self, chips: np.ndarray, y: Any = None) -> ChipScaler:
         bands = np.moveaxis(np.asarray(chips, dtype=np.float64), 1, 0).reshape(chips.shape[1], -1)
-        self.mean_ = np.nan_to_num(np.nanmean(bands, axis=1)) if np.isfinite(bands).any() else np.zeros(chips.shape[1])
+        self.mean_ = (
+            np.nan_to_num(np.nanmean(bands, axis=1))
+            if np.isfinite(bands).any()
+            else np.zeros(chips.shape[1])
+        )
         std = np.nanstd(bands, axis=1) if np.isfinite(bands).any() else np.ones(chips.shape[1])
         self.std_ = np.where(np.isfinite(std) & (std > 1e-9), std, 1.0)
         return self

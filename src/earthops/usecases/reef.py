@@ -14,27 +14,35 @@ Validation (honest, forward in time with sites grouped):
   out-of-fold (OOF) predictions choose the model (XGBoost, LightGBM, or a stacking ensemble
   — only when it beats the best single model by ``stack_min_gain`` AUROC), the probability
   calibration (none / Platt / isotonic, by leave-one-fold-out Brier) and the F1 decision
-  threshold.
+  threshold (maximising the mean per-fold F1, so one mass-bleaching period with many surveys
+  does not dictate it).
 * **rolling origin** (robustness report): the chosen recipe refitted at several origins, each
   scored on the next ``rolling_horizon`` years' unseen sites.
 
 Baseline: the NOAA DHW rule (``SSTA_DHW ≥ 4 °C-weeks → bleaching``) scored on exactly the same
 rows, under ``baseline`` with the same keys (its "probability" is 0/1).
 
-Optional ViT branch: with ``grid`` (a NetCDF cube, e.g. SST/DHW, ``(time,) lat, lon``), chips
-around each site feed :class:`earthops.models.vit.ViTClassifier`; its OOF probability joins the
-stacking candidates.
+Optional ViT branch: with ``grid`` (a NetCDF cube, e.g. SST/DHW, ``(time,) lat, lon``; the CRW
+DHW product works as a single-time grid), chips around each site (from the last grid time at or
+before the end of the survey year) feed :class:`earthops.models.vit.ViTClassifier`; its OOF
+probability joins the stacking candidates, never chosen alone.
 
-The logged model (:class:`ReefRiskModel`) takes raw survey rows; it also carries a DHW-driven
-grid model (monotone in DHW, features DHW and latitude) that
-:func:`earthops.features.heatmap.risk_heatmap` applies to the CRW DHW grid.
+The logged model (:class:`ReefRiskModel`) takes raw survey rows. With ``refit_all`` (default)
+it is the same selection procedure re-run on every year (inner folds up to the last year) and
+fitted on all rows; the reported figures are the forward validation above. It also carries a
+DHW-driven grid model (DHW only, monotone increasing) that :func:`risk_heatmap` applies to the
+CRW DHW grid (:meth:`ReefBleaching.predict_raster`); without a model the heat-map is the CRW
+alert level from DHW.
+
+Model registration is not done here: ``train --register`` goes through the generic registry.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import mlflow
 import numpy as np
@@ -56,7 +64,7 @@ from sklearn.metrics import (
 from earthops.data.catalog import dataset_ref
 from earthops.data.identity import DatasetRef, file_sha256, ref_of
 from earthops.data.tables import read_bleaching_surveys
-from earthops.errors import EarthOpsError
+from earthops.errors import DataError, EarthOpsError
 from earthops.features.reef_features import (
     DEFAULT_BLEACH_THRESHOLD,
     DHW_COLUMN,
@@ -76,6 +84,7 @@ from earthops.features.reef_features import (
     open_grid,
     prepare_surveys,
 )
+from earthops.features.thermal import ALERT_LEVEL_NAMES, alert_level_from_dhw
 from earthops.logs import get_logger
 from earthops.models.estimators import N_JOBS, SEED, make_classifier, make_regressor
 from earthops.registry.tracking import (
@@ -83,9 +92,9 @@ from earthops.registry.tracking import (
     log_dataset_refs,
     log_metrics_dict,
     log_model,
-    model_metadata,
     training_run,
 )
+from earthops.settings import get_settings
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 
 log = get_logger(__name__)
@@ -94,8 +103,9 @@ NAME = "reef-bleaching"
 METRIC_KEYS = ("auroc", "average_precision", "f1", "bleach_risk_p90", "brier")
 TABULAR_KINDS = ("xgboost", "lightgbm")
 CALIBRATIONS = ("none", "platt", "isotonic")
-#: grid-model inputs the heat-map can build from a DHW grid
-GRID_FEATURES = [DHW_COLUMN, LAT_COLUMN]
+#: grid-model inputs the heat-map can build from a DHW grid (DHW only: latitude made the map
+#: paint the survey table's sampling latitudes as stripes)
+GRID_FEATURES = [DHW_COLUMN]
 _EPS = 1e-6
 
 #: tuned on the inner folds of years ≤ 2010 only (never on the final test fold)
@@ -134,8 +144,12 @@ class ReefConfig(BaseModel):
     inner_horizon: int = Field(2, ge=1)
     rolling_origins: list[int] = Field(default_factory=lambda: [2006, 2008, 2010, 2012, 2014])
     rolling_horizon: int = Field(2, ge=1)
-    candidates: list[Literal["xgboost", "lightgbm"]] = Field(default_factory=lambda: list(TABULAR_KINDS))
+    candidates: list[Literal["xgboost", "lightgbm"]] = Field(
+        default_factory=lambda: list(TABULAR_KINDS)
+    )
     stack_min_gain: float = 0.003
+    #: log a model refitted (same selection procedure) on every year after the validation
+    refit_all: bool = True
     xgboost: dict[str, Any] = Field(default_factory=dict)
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     unknown_realm: Literal["error", "category"] = "error"
@@ -150,6 +164,8 @@ class ReefConfig(BaseModel):
     def from_options(cls, options: TrainOptions) -> ReefConfig:
         params = dict(options.params)
         params.setdefault("fast", options.fast)
+        if "grid" not in params and get_settings().reef_grid is not None:
+            params["grid"] = get_settings().reef_grid  # EARTHOPS_REEF_GRID
         try:
             config = cls(**params)
         except ValidationError as exc:
@@ -161,10 +177,12 @@ class ReefConfig(BaseModel):
             config.vit = {"epochs": 3, **config.vit}
         return config
 
-    def origins(self) -> list[int]:
+    def origins(self, until: int | None = None) -> list[int]:
+        """Inner-fold origins for training years ≤ ``until`` (default ``test_after``)."""
+        until = self.test_after if until is None else until
         if self.inner_origins:
-            return sorted(self.inner_origins)
-        last = self.test_after - self.inner_horizon
+            return [o for o in sorted(self.inner_origins) if o < until]
+        last = until - self.inner_horizon
         return [last - k * self.inner_horizon for k in range(self.inner_folds)][::-1]
 
 
@@ -242,10 +260,28 @@ def _gains(metrics: dict[str, Any], base: dict[str, Any]) -> dict[str, float | N
     return {"auroc_gain_vs_dhw": diff("auroc"), "f1_gain_vs_dhw": diff("f1")}
 
 
-def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """Threshold maximising F1 over the quantiles of ``p`` (ties: the lowest)."""
+def best_f1_threshold(y: np.ndarray, p: np.ndarray, folds: np.ndarray | None = None) -> float:
+    """Threshold maximising F1 over the quantiles of ``p`` (ties: the lowest).
+
+    With ``folds``, the mean of the per-fold F1 (every validation period weighs the same, so one
+    mass-bleaching year with many surveys does not set the threshold for all).
+    """
     candidates = np.unique(np.quantile(p, np.linspace(0.01, 0.99, 99)))
-    scores = [f1_score(y, (p >= t).astype(int), zero_division=0) for t in candidates]
+    groups = (
+        [np.ones(y.size, dtype=bool)] if folds is None else [folds == f for f in np.unique(folds)]
+    )
+
+    def f1(truth: np.ndarray, pred: np.ndarray) -> float:
+        tp = np.count_nonzero(truth & pred)
+        denom = np.count_nonzero(truth) + np.count_nonzero(pred)
+        return 2.0 * tp / denom if denom else 0.0
+
+    yb = np.asarray(y).astype(bool)
+
+    def score(t: float) -> float:
+        return float(np.mean([f1(yb[g], p[g] >= t) for g in groups]))
+
+    scores = [score(t) for t in candidates]
     return float(candidates[int(np.argmax(scores))])
 
 
@@ -265,7 +301,9 @@ class Calibrator(BaseEstimator):
         if self.method == "platt":
             self.model_ = LogisticRegression(C=1e4).fit(_logit(score)[:, None], y)
         elif self.method == "isotonic":
-            self.model_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
+            self.model_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                score, y
+            )
         elif self.method != "none":
             raise ValueError(f"unknown calibration '{self.method}'; expected one of {CALIBRATIONS}")
         return self
@@ -293,7 +331,7 @@ class Stacker(BaseEstimator):
 
 
 class DhwGridModel(ClassifierMixin, BaseEstimator):
-    """Bleaching probability from what a DHW grid offers: DHW (monotone ↑) and |latitude|.
+    """Bleaching probability from what a DHW grid offers: DHW alone, monotone increasing.
 
     Input columns :data:`GRID_FEATURES`; used by the risk heat-map.
     """
@@ -302,9 +340,7 @@ class DhwGridModel(ClassifierMixin, BaseEstimator):
         self.n_estimators = n_estimators
 
     def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        return np.column_stack(
-            [X[DHW_COLUMN].to_numpy(np.float32), np.abs(X[LAT_COLUMN].to_numpy(np.float32))]
-        )
+        return X[DHW_COLUMN].to_numpy(np.float32)[:, None]
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> DhwGridModel:
         from xgboost import XGBClassifier
@@ -314,7 +350,7 @@ class DhwGridModel(ClassifierMixin, BaseEstimator):
             learning_rate=0.05,
             max_depth=3,
             min_child_weight=20.0,
-            monotone_constraints="(1,0)",
+            monotone_constraints="(1)",
             tree_method="hist",
             n_jobs=N_JOBS,
             random_state=SEED,
@@ -349,7 +385,9 @@ class ReefRiskModel(ClassifierMixin, BaseEstimator):
         return _chips(grid, X, self.chip_size_)
 
     # ---- scores ----------------------------------------------------------------------
-    def member_probabilities(self, X: pd.DataFrame, chips: np.ndarray | None = None) -> pd.DataFrame:
+    def member_probabilities(
+        self, X: pd.DataFrame, chips: np.ndarray | None = None
+    ) -> pd.DataFrame:
         feats = self.featurizer_.transform(X)
         out = {name: est.predict_proba(feats)[:, 1] for name, est in self.members_.items()}
         if getattr(self, "vit_", None) is not None:
@@ -357,11 +395,14 @@ class ReefRiskModel(ClassifierMixin, BaseEstimator):
             out["vit"] = self.vit_.predict_proba(self.chip_scaler_.transform(chips))[:, 1]
         return pd.DataFrame(out, index=X.index)
 
-    def raw_score(self, X: pd.DataFrame, chips: np.ndarray | None = None) -> np.ndarray:
-        probs = self.member_probabilities(X, chips)
+    def combine(self, probs: pd.DataFrame) -> np.ndarray:
+        """The chosen combiner (one member or the stack) over member probabilities."""
         if self.combiner_ == "stack":
             return self.stacker_.predict(probs)
         return probs[self.combiner_].to_numpy(dtype=np.float64)
+
+    def raw_score(self, X: pd.DataFrame, chips: np.ndarray | None = None) -> np.ndarray:
+        return self.combine(self.member_probabilities(X, chips))
 
     def predict_proba(self, X: pd.DataFrame, chips: np.ndarray | None = None) -> np.ndarray:
         p = np.clip(self.calibrator_.transform(self.raw_score(X, chips)), 0.0, 1.0)
@@ -399,7 +440,9 @@ class _Recipe:
         base = XGB_PARAMS if kind == "xgboost" else LGBM_PARAMS
         return {**base, **(self.config.xgboost if kind == "xgboost" else self.config.lightgbm)}
 
-    def fit(self, rows: pd.DataFrame, y: np.ndarray, pos: np.ndarray, kinds: list[str]) -> dict[str, Any]:
+    def fit(
+        self, rows: pd.DataFrame, y: np.ndarray, pos: np.ndarray, kinds: list[str]
+    ) -> dict[str, Any]:
         featurizer = SurveyFeaturizer(
             unknown=self.config.unknown_realm, include_lon=self.config.include_lon
         ).fit(rows)
@@ -474,13 +517,15 @@ def select_recipe(
     calibrated: dict[str, np.ndarray] = {}
     for method in CALIBRATIONS:
         cal = _lofo(
-            lambda tr, te, method=method: Calibrator(method).fit(score[tr], y[tr]).transform(score[te]),
+            lambda tr, te, method=method: (
+                Calibrator(method).fit(score[tr], y[tr]).transform(score[te])
+            ),
             folds,
         )
         calibrated[method] = cal
         calib[method] = float(brier_score_loss(y, np.clip(cal, 0, 1)))
     method = min(calib, key=calib.get)  # type: ignore[arg-type]
-    threshold = best_f1_threshold(y, calibrated[method])
+    threshold = best_f1_threshold(y, calibrated[method], folds)
     return {
         "combiner": chosen,
         "stack_members": list(stacks.get("stack", ())),
@@ -527,16 +572,22 @@ class ReefBleaching:
 
     name = NAME
     primary_metric = "auroc"
-    gate: dict[str, float] = {"auroc": 0.75, "auroc_gain_vs_dhw": 0.08, "f1_gain_vs_dhw": 0.05}
+    gate: ClassVar[dict[str, float]] = {
+        "auroc": 0.75,
+        "auroc_gain_vs_dhw": 0.08,
+        "f1_gain_vs_dhw": 0.05,
+    }
 
     # ---- lineage ---------------------------------------------------------------------
     def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
         refs = [
             dataset_ref("bleaching-surveys")
             if options.dataset is None
-            else DatasetRef(Path(options.dataset).stem, str(options.dataset), file_sha256(options.dataset))
+            else DatasetRef(
+                Path(options.dataset).stem, str(options.dataset), file_sha256(options.dataset)
+            )
         ]
-        grid = options.params.get("grid")
+        grid = options.params.get("grid") or get_settings().reef_grid
         if grid is not None:
             refs.append(DatasetRef(Path(grid).stem, str(grid), file_sha256(grid)))
         return refs
@@ -549,7 +600,8 @@ class ReefBleaching:
         source = (ref_of(surveys) or DatasetRef("surveys", "<surveys>", "")).uri
         n_read = len(surveys)
         surveys = _exclude(surveys, options.exclude_bboxes, inside=False)
-        rows, rejections = prepare_surveys(surveys, source)
+        reject = config.unknown_realm == "error"
+        rows, rejections = prepare_surveys(surveys, source, reject_unknown=reject)
         rows = rows.reset_index(drop=True)
         y = bleaching_target(rows, config.bleach_threshold).to_numpy()
         years = rows[YEAR_COLUMN].to_numpy()
@@ -564,58 +616,43 @@ class ReefBleaching:
         if config.grid is not None:
             chips = _chips(open_grid(config.grid, config.grid_variables), rows, config.chip_size)
         recipe = _Recipe(config, chips)
-        train_rows, test_rows = rows.iloc[train_pos], rows.iloc[test_pos]
+        test_rows = rows.iloc[test_pos]
 
-        # inner forward folds (training years only) → OOF → choices
-        oof_parts, fold_ids, oof_pos = [], [], []
-        inner_report = []
-        for k, origin in enumerate(config.origins()):
-            tr, va, drop = forward_split(
-                years[train_pos], sites[train_pos], origin, config.inner_horizon
-            )
-            if tr.size == 0 or va.size == 0 or len(np.unique(y[train_pos][va])) < 2:
-                log.warning("inner fold skipped (empty or one class)", origin=origin)
-                continue
-            fitted = recipe.fit(train_rows.iloc[tr], y[train_pos][tr], train_pos[tr], config.candidates)
-            oof_parts.append(recipe.predict(fitted, train_rows.iloc[va], train_pos[va]))
-            fold_ids.append(np.full(va.size, k))
-            oof_pos.append(train_pos[va])
-            inner_report.append(
-                {"origin": origin, "train": int(tr.size), "validate": int(va.size), "dropped_seen_sites": drop}
-            )
-        if len(oof_parts) < 2:
-            raise EarthOpsError(
-                f"only {len(oof_parts)} usable inner fold(s) before {config.test_after}; expected ≥ 2 "
-                "(adjust inner_origins / test_after)"
-            )
-        oof = pd.concat(oof_parts)
-        folds = np.concatenate(fold_ids)
-        oof_y = y[np.concatenate(oof_pos)]
-        choice = select_recipe(oof, oof_y, folds, config.stack_min_gain)
-        log.info("recipe chosen", combiner=choice["combiner"], calibration=choice["calibration"])
-
-        # final fit on all training years
-        kinds = list(config.candidates)
-        fitted = recipe.fit(train_rows, y[train_pos], train_pos, kinds)
-        model = self._assemble(fitted, config, choice, oof, oof_y, train_rows, y[train_pos])
-        test_probs = recipe.predict(fitted, test_rows, test_pos)
-        p_test = model.calibrator_.transform(
-            model.stacker_.predict(test_probs) if choice["combiner"] == "stack" else test_probs[choice["combiner"]].to_numpy()
+        # validation: select + fit on years <= test_after, score the later years' unseen sites
+        model, choice, oof, oof_y, inner_report = self._fit_selected(
+            rows, y, train_pos, config.test_after, config, recipe
         )
+        log.info("recipe chosen", combiner=choice["combiner"], calibration=choice["calibration"])
+        test_probs = model.member_probabilities(
+            test_rows, None if chips is None else chips[test_pos]
+        )
+        p_test = model.calibrator_.transform(model.combine(test_probs))
         y_test = y[test_pos]
         metrics = binary_metrics(y_test, p_test, model.threshold_)
         base = baseline_metrics(test_rows, y_test, config.dhw_threshold)
-        comparison = self._comparison(model, test_probs, test_rows, y_test, choice, config, oof, oof_y)
+        comparison = self._comparison(
+            model, test_probs, test_rows, y_test, choice, config, oof, oof_y
+        )
         severity = severity_metrics(
             test_rows[TARGET_COLUMN].to_numpy(), model.predict_severity(test_rows)
         )
         rolling = [] if config.fast else self._rolling(rows, y, recipe, model, config)
+        deployed = model
+        if config.refit_all and years.max() > config.test_after:
+            # the logged model: the same procedure on every year (inner folds re-run up to the
+            # last year); its figures above are the forward validation of the same recipe
+            all_pos = np.arange(len(rows))
+            deployed, deploy_choice, *_ = self._fit_selected(
+                rows, y, all_pos, int(years.max()), config, recipe
+            )
+        else:
+            deploy_choice = choice
         result: dict[str, Any] = {
             **{k: metrics[k] for k in METRIC_KEYS},
-            "baseline": {k: base[k] for k in (*METRIC_KEYS, "rule")},
+            "baseline": {k: base[k] for k in (*METRIC_KEYS, "rule", "n")},
             **_gains(metrics, base),
             "threshold": model.threshold_,
-            "threshold_source": "max F1 on inner-fold OOF (training years only)",
+            "threshold_source": "max mean per-fold F1 on inner-fold OOF (training years only)",
             "comparison": comparison,
             "severity": severity,
             "rolling_origin": rolling,
@@ -630,11 +667,67 @@ class ReefBleaching:
             },
             "rows": {"read": n_read, "used": len(rows), "rejected": rejections.to_dict()},
             "bleach_threshold": config.bleach_threshold,
+            "logged_model": {
+                "train_years": [int(years.min()), deployed.train_until_],
+                "refit_all": deployed is not model,
+                "combiner": deployed.combiner_,
+                "calibration": deployed.calibrator_.method,
+                "threshold": deployed.threshold_,
+                "oof_auroc": deploy_choice["candidates"][deploy_choice["combiner"]][
+                    "auroc_mean_fold"
+                ],
+            },
         }
-        model_uri, run_id = self._log(model, rows, result, config, options)
+        model_uri, run_id = self._log(deployed, rows, result, config, options)
         result["model_uri"] = model_uri
         result["run_id"] = run_id
         return result
+
+    def _fit_selected(
+        self,
+        rows: pd.DataFrame,
+        y: np.ndarray,
+        pos: np.ndarray,
+        until: int,
+        config: ReefConfig,
+        recipe: _Recipe,
+    ) -> tuple[ReefRiskModel, dict[str, Any], pd.DataFrame, np.ndarray, list[dict[str, Any]]]:
+        """Inner forward folds inside ``rows[pos]`` (years ≤ ``until``) → OOF → recipe choice;
+        then the chosen recipe fitted on all of ``rows[pos]``."""
+        years = rows[YEAR_COLUMN].to_numpy()[pos]
+        sites = rows[SITE_COLUMN].to_numpy()[pos]
+        sub_rows, sub_y = rows.iloc[pos], y[pos]
+        oof_parts, fold_ids, oof_idx, report = [], [], [], []
+        for k, origin in enumerate(config.origins(until)):
+            tr, va, drop = forward_split(years, sites, origin, config.inner_horizon)
+            if tr.size == 0 or va.size == 0 or len(np.unique(sub_y[va])) < 2:
+                log.warning("inner fold skipped (empty or one class)", origin=origin)
+                continue
+            fitted = recipe.fit(sub_rows.iloc[tr], sub_y[tr], pos[tr], config.candidates)
+            oof_parts.append(recipe.predict(fitted, sub_rows.iloc[va], pos[va]))
+            fold_ids.append(np.full(va.size, k))
+            oof_idx.append(va)
+            report.append(
+                {
+                    "origin": origin,
+                    "train": int(tr.size),
+                    "validate": int(va.size),
+                    "dropped_seen_sites": drop,
+                }
+            )
+        if len(oof_parts) < 2:
+            raise EarthOpsError(
+                f"only {len(oof_parts)} usable inner fold(s) up to {until}; expected ≥ 2 "
+                "(adjust inner_origins / inner_folds / test_after)"
+            )
+        oof = pd.concat(oof_parts)
+        folds = np.concatenate(fold_ids)
+        oof_y = sub_y[np.concatenate(oof_idx)]
+        choice = select_recipe(oof, oof_y, folds, config.stack_min_gain)
+        fitted = recipe.fit(sub_rows, sub_y, pos, list(config.candidates))
+        model = self._assemble(fitted, config, choice, oof, oof_y, sub_rows, sub_y)
+        model.train_until_ = int(until)
+        return model, choice, oof, oof_y, report
 
     def _assemble(
         self,
@@ -656,12 +749,17 @@ class ReefBleaching:
         model.chip_size_ = config.chip_size
         model.combiner_ = choice["combiner"]
         model.stacker_ = (
-            Stacker(tuple(choice["stack_members"])).fit(oof, oof_y) if choice["combiner"] == "stack" else None
+            Stacker(tuple(choice["stack_members"])).fit(oof, oof_y)
+            if choice["combiner"] == "stack"
+            else None
         )
         model.calibrator_ = Calibrator(choice["calibration"]).fit(choice["score"], oof_y)
         model.threshold_ = float(choice["threshold"])
         feats = model.featurizer_.transform(train_rows).to_numpy()
-        sev_params = {**SEVERITY_PARAMS, **({"n_estimators": 80, "learning_rate": 0.1} if config.fast else {})}
+        sev_params = {
+            **SEVERITY_PARAMS,
+            **({"n_estimators": 80, "learning_rate": 0.1} if config.fast else {}),
+        }
         model.severity_ = make_regressor("xgboost", **sev_params).fit(
             feats, train_rows[TARGET_COLUMN].to_numpy(np.float64)
         )
@@ -669,7 +767,6 @@ class ReefBleaching:
             train_rows[GRID_FEATURES], y_train
         )
         model.train_sites_ = np.unique(train_rows[SITE_COLUMN].to_numpy())
-        model.train_until_ = int(config.test_after)
         model.bleach_threshold_ = config.bleach_threshold
         model.dhw_threshold_ = config.dhw_threshold
         model.classes_ = np.array([0, 1])
@@ -690,7 +787,10 @@ class ReefBleaching:
         test: dict[str, Any] = {}
         for name in test_probs.columns:
             p = test_probs[name].to_numpy()
-            test[name] = {"auroc": _safe(roc_auc_score, y_test, p), "brier": float(brier_score_loss(y_test, p))}
+            test[name] = {
+                "auroc": _safe(roc_auc_score, y_test, p),
+                "brier": float(brier_score_loss(y_test, p)),
+            }
         if choice["stack_members"]:
             stacker = model.stacker_ or Stacker(tuple(choice["stack_members"])).fit(oof, oof_y)
             p = stacker.predict(test_probs)
@@ -736,7 +836,11 @@ class ReefBleaching:
                 continue
             fitted = recipe.fit(rows.iloc[tr], y[tr], tr, kinds)
             probs = recipe.predict(fitted, rows.iloc[te], te)
-            raw = model.stacker_.predict(probs) if model.combiner_ == "stack" else probs[model.combiner_].to_numpy()
+            raw = (
+                model.stacker_.predict(probs)
+                if model.combiner_ == "stack"
+                else probs[model.combiner_].to_numpy()
+            )
             m = binary_metrics(y[te], model.calibrator_.transform(raw), model.threshold_)
             b = baseline_metrics(rows.iloc[te], y[te], config.dhw_threshold)
             out.append(
@@ -789,16 +893,31 @@ class ReefBleaching:
                     "calibration": model.calibrator_.method,
                     "threshold": model.threshold_,
                     "bleach_threshold": config.bleach_threshold,
-                    "train_until": config.test_after,
+                    "train_until": model.train_until_,
                     "grid_features": GRID_FEATURES,
                     "realms": model.featurizer_.realms_,
                 },
             )
             log_metrics_dict({k: v for k, v in result.items() if k not in ("rolling_origin",)})
             mlflow.log_dict(result, "reef_metrics_full.json")
-            if options.register:
-                mlflow.register_model(uri, NAME)
+            # registration (``train --register``) is the generic registry layer's job
             return uri, run.info.run_id
+
+    # ---- risk heat-map -----------------------------------------------------------------
+    def predict_raster(
+        self, model_uri: str, inputs: list[Path], output: Path, *, with_probability: bool = False
+    ) -> Path:
+        """Risk heat-map of a CRW DHW NetCDF (``inputs``: exactly one) with the model's DHW-driven
+        grid model; ``with_probability`` adds the CRW alert-level band. Writes the COG and a PNG
+        beside it (see :func:`risk_heatmap`); returns the COG path."""
+        if len(inputs) != 1:
+            raise EarthOpsError(
+                f"{NAME} predict-raster: {len(inputs)} inputs; expected one CRW DHW NetCDF"
+            )
+        model = _load_reef_model(model_uri)
+        return risk_heatmap(
+            output, dhw=inputs[0], model=model, with_alert_band=with_probability
+        ).cog
 
     # ---- evaluation ------------------------------------------------------------------
     def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
@@ -806,24 +925,30 @@ class ReefBleaching:
 
         Without ``dataset`` the catalog surveys are scored on the model's own test scope
         (years after its training years, unseen sites). ``bboxes`` keep rows inside them.
-        Unknown realms fail (DataError) unless the model was trained with
-        ``unknown_realm='category'``.
+        Rows with a realm/ocean name outside the vocabulary are rejected and counted
+        (``rows.rejected.unknown_Realm_Name``) unless the model was trained with
+        ``unknown_realm='category'``; missing columns and out-of-range values are DataErrors.
         """
-        model = load_model(model_uri)
-        meta = model_metadata(model_uri)
-        if meta.get("usecase") not in (None, NAME) or not isinstance(model, ReefRiskModel):
-            raise EarthOpsError(f"model '{model_uri}' is not a {NAME} model")
+        model = _load_reef_model(model_uri)
         surveys = read_bleaching_surveys(options.dataset)
         source = (ref_of(surveys) or DatasetRef("surveys", "<surveys>", "")).uri
         n_read = len(surveys)
         surveys = _exclude(surveys, options.bboxes, inside=True)
-        rows, rejections = prepare_surveys(surveys, source)
+        # names outside the realm/ocean vocabulary: counted rejections (scoring goes on) unless
+        # the model encodes them as an explicit 'unknown' category
+        reject = model.featurizer_.unknown == "error"
+        rows, rejections = prepare_surveys(surveys, source, reject_unknown=reject)
         seen = rows[SITE_COLUMN].isin(model.train_sites_).to_numpy()
         scope = "all rows of the dataset"
         if options.dataset is None:
             keep = (rows[YEAR_COLUMN] > model.train_until_).to_numpy() & ~seen
             rows, seen = rows.loc[keep], seen[keep]
             scope = f"catalog surveys after {model.train_until_}, sites unseen in training"
+        if rows.empty and options.dataset is None:
+            raise EarthOpsError(
+                f"model '{model_uri}' was trained on every catalog year up to "
+                f"{model.train_until_}; pass --dataset with surveys of later years"
+            )
         if rows.empty:
             raise EarthOpsError(f"{source}: no survey rows to score after filtering")
         y = bleaching_target(rows, model.bleach_threshold_).to_numpy()
@@ -832,10 +957,12 @@ class ReefBleaching:
         base = baseline_metrics(rows, y, model.dhw_threshold_)
         result: dict[str, Any] = {
             **{k: metrics[k] for k in METRIC_KEYS},
-            "baseline": {k: base[k] for k in (*METRIC_KEYS, "rule")},
+            "baseline": {k: base[k] for k in (*METRIC_KEYS, "rule", "n")},
             **_gains(metrics, base),
             "threshold": model.threshold_,
-            "severity": severity_metrics(rows[TARGET_COLUMN].to_numpy(), model.predict_severity(rows)),
+            "severity": severity_metrics(
+                rows[TARGET_COLUMN].to_numpy(), model.predict_severity(rows)
+            ),
             "rows": {
                 "read": n_read,
                 "scored": len(rows),
@@ -856,3 +983,203 @@ class ReefBleaching:
                 "baseline": {k: b2[k] for k in METRIC_KEYS},
             }
         return result
+
+
+# ------------------------------------------------------------------------------ risk heat-map
+#: CRW Bleaching Alert Area colours (levels 0..7 of :data:`ALERT_LEVEL_NAMES`)
+ALERT_COLOURS: dict[int, tuple[int, int, int]] = {
+    0: (200, 250, 250),
+    1: (255, 240, 0),
+    2: (250, 170, 10),
+    3: (240, 0, 0),
+    4: (150, 0, 0),
+    5: (110, 0, 60),
+    6: (80, 0, 110),
+    7: (40, 0, 80),
+}
+ALERT_NODATA = 255
+HEATMAP_BLOCK_ROWS = 256
+_PNG_MAX_WIDTH = 1800
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """What :func:`risk_heatmap` wrote: the COG, the PNG beside it, and summary statistics."""
+
+    cog: Path
+    png: Path
+    mode: str
+    stats: dict[str, float | int]
+
+
+def _grid_risk_block(dhw: np.ndarray, *, model: DhwGridModel) -> np.ndarray:
+    """Bleaching probability for one ``(band=1, rows, cols)`` DHW block; NaN stays NaN."""
+    values = dhw[0]
+    out = np.full(values.shape, np.nan, dtype=np.float32)
+    valid = np.isfinite(values)
+    if valid.any():
+        frame = pd.DataFrame({DHW_COLUMN: values[valid]})
+        out[valid] = model.predict_proba(frame)[:, 1].astype(np.float32)
+    return out[None]
+
+
+def _alert_block(dhw: np.ndarray) -> np.ndarray:
+    levels = alert_level_from_dhw(dhw)
+    return np.where(np.isfinite(levels), levels, ALERT_NODATA).astype(np.uint8)
+
+
+def _heatmap_png(cog: Path, png: Path, *, mode: str, title: str) -> Path:
+    """Decimated read of the COG (its overviews: bounded memory) → a PNG heat-map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import rasterio
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    with rasterio.open(cog) as src:
+        scale = max(1, int(np.ceil(src.width / _PNG_MAX_WIDTH)))
+        shape = (max(1, src.height // scale), max(1, src.width // scale))
+        data = src.read(1, out_shape=shape, masked=True)
+        b = src.bounds
+    fig, ax = plt.subplots(figsize=(12, 6.4), dpi=150)
+    ax.set_facecolor("#d9d9d9")  # land / nodata
+    extent = (b.left, b.right, b.bottom, b.top)
+    if mode == "alert":
+        colours = [np.array(ALERT_COLOURS[k]) / 255 for k in sorted(ALERT_COLOURS)]
+        cmap = ListedColormap(colours)
+        norm = BoundaryNorm(np.arange(-0.5, len(colours) + 0.5), cmap.N)
+        image = ax.imshow(data, extent=extent, cmap=cmap, norm=norm, interpolation="nearest")
+        bar = fig.colorbar(image, ax=ax, ticks=sorted(ALERT_COLOURS), shrink=0.8)
+        bar.ax.set_yticklabels([ALERT_LEVEL_NAMES[k] for k in sorted(ALERT_COLOURS)], fontsize=7)
+    else:
+        image = ax.imshow(
+            data, extent=extent, cmap="YlOrRd", vmin=0, vmax=1, interpolation="nearest"
+        )
+        fig.colorbar(image, ax=ax, shrink=0.8, label="bleaching probability")
+    ax.set_title(title)
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+    return png
+
+
+def risk_heatmap(
+    output: str | Path,
+    *,
+    dhw: str | Path | None = None,
+    model_uri: str | None = None,
+    model: ReefRiskModel | None = None,
+    with_alert_band: bool = False,
+    block_rows: int = HEATMAP_BLOCK_ROWS,
+) -> Heatmap:
+    """Bleaching-risk heat-map of a NOAA CRW DHW grid: a COG plus a PNG beside it.
+
+    ``dhw``: a CRW DHW NetCDF (default: catalog ``crw-dhw-20210619``), read by
+    :func:`earthops.data.rasters.read_crw_dhw` (land, ice and fill masked → nodata).
+    With a reef model (``model`` or ``model_uri``), band ``bleaching_risk`` is its DHW-driven
+    grid model (:class:`DhwGridModel`, monotone in DHW) as float32 probability (nodata NaN);
+    ``with_alert_band`` adds ``crw_alert_level``. Without a model, the single band is the CRW
+    alert level from DHW (uint8 0–7 with the CRW palette, nodata 255). The output is computed
+    ``block_rows`` rows at a time (dask) and written as a COG chunk by chunk.
+    """
+    import dask.array as dsa
+    import xarray as xr
+
+    from earthops.data.rasters import read_crw_dhw
+    from earthops.raster.cog import write_cog
+
+    output = Path(output)
+    if output.suffix.lower() not in (".tif", ".tiff"):
+        raise EarthOpsError(f"heat-map output '{output}': expected a .tif path (COG)")
+    if model is None and model_uri is not None:
+        model = _load_reef_model(model_uri)
+    grid = read_crw_dhw(dhw)
+    if "time" in grid.dims:
+        raise DataError(str(dhw or "crw-dhw"), "several times; expected one DHW day", field="time")
+    when = (
+        str(np.datetime_as_string(grid["time"].values, unit="D")) if "time" in grid.coords else ""
+    )
+    lazy = grid.data if isinstance(grid.data, dsa.Array) else dsa.from_array(grid.values)
+    lazy = lazy.rechunk((1, block_rows, -1))
+    tags = {"EARTHOPS_USECASE": NAME, "DHW_DATE": when}
+    if model is not None:
+        risk = dsa.map_blocks(
+            _grid_risk_block,
+            lazy,
+            model=model.grid_model_,
+            dtype=np.float32,
+        )
+        bands, names = [risk], ["bleaching_risk"]
+        if with_alert_band:
+            alert = dsa.map_blocks(
+                lambda d: alert_level_from_dhw(d).astype(np.float32), lazy, dtype=np.float32
+            )
+            bands.append(alert)
+            names.append("crw_alert_level")
+        data = dsa.concatenate(bands, axis=0)
+        out = xr.DataArray(
+            data, dims=("band", "y", "x"), coords={"band": names, "y": grid["y"], "x": grid["x"]}
+        )
+        out = out.rio.write_crs(grid.rio.crs).rio.write_transform(grid.rio.transform())
+        write_cog(
+            out, output, nodata=float("nan"), tags={**tags, "MODE": "model"}, show_progress=False
+        )
+        mode = "model"
+    else:
+        data = dsa.map_blocks(_alert_block, lazy, dtype=np.uint8)
+        out = xr.DataArray(
+            data,
+            dims=("band", "y", "x"),
+            coords={"band": ["crw_alert_level"], "y": grid["y"], "x": grid["x"]},
+        )
+        out = out.rio.write_crs(grid.rio.crs).rio.write_transform(grid.rio.transform())
+        write_cog(
+            out,
+            output,
+            nodata=ALERT_NODATA,
+            colormap=ALERT_COLOURS,
+            class_names=ALERT_LEVEL_NAMES,
+            tags={**tags, "MODE": "alert"},
+            show_progress=False,
+        )
+        mode = "alert"
+    title = (
+        f"Coral bleaching {'probability (DHW model)' if mode == 'model' else 'CRW alert level'}"
+        f" — CRW DHW {when}"
+    )
+    png = _heatmap_png(output, output.with_suffix(".png"), mode=mode, title=title)
+    stats = _heatmap_stats(output, mode)
+    log.info("reef heat-map written", cog=str(output), png=str(png), mode=mode, **stats)
+    return Heatmap(output, png, mode, stats)
+
+
+def _heatmap_stats(cog: Path, mode: str) -> dict[str, float | int]:
+    import rasterio
+
+    with rasterio.open(cog) as src:
+        ov = src.overviews(1)
+        factor = ov[0] if ov else 1
+        data = src.read(1, out_shape=(src.height // factor, src.width // factor), masked=True)
+    valid = data.compressed().astype(np.float64)
+    stats: dict[str, float | int] = {"valid_fraction": float(valid.size / max(data.size, 1))}
+    if valid.size:
+        stats["p90"] = float(np.quantile(valid, 0.9))
+        stats["max"] = float(valid.max())
+    if mode == "alert":
+        stats["alert_ge_1_fraction"] = float((valid >= 3).mean()) if valid.size else 0.0
+    return stats
+
+
+def _load_reef_model(model_uri: str) -> ReefRiskModel:
+    """A logged reef model from any MLflow URI or a local model dir (checked by its type, so a
+    copied model dir works without the tracking store that logged it)."""
+    model = load_model(model_uri)
+    if not isinstance(model, ReefRiskModel):
+        raise EarthOpsError(
+            f"model '{model_uri}' is a {type(model).__name__}; expected a {NAME} model"
+        )
+    return model
