@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -242,8 +243,29 @@ def log_model(
         input_example=example,
         serialization_format="cloudpickle",
         metadata=dict(metadata or {}),
+        pip_requirements=model_requirements(),
     )
     return info.model_uri
+
+
+#: what a logged model needs to load (the earthops package itself is installed beside them)
+_MODEL_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "torch", "cloudpickle")
+
+
+@functools.lru_cache(maxsize=1)
+def model_requirements() -> tuple[str, ...]:
+    """Pinned requirements of a logged model, from this environment.
+
+    Given explicitly so MLflow does not infer them (it loads the model in a subprocess,
+    several seconds per model).
+    """
+    pins = []
+    for pkg in _MODEL_PACKAGES:
+        try:
+            pins.append(f"{pkg}=={importlib_metadata.version(pkg)}")
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return tuple(pins)
 
 
 def load_model(uri: str) -> Any:
@@ -259,6 +281,9 @@ def load_model(uri: str) -> Any:
 
 def model_metadata(uri: str) -> dict[str, Any]:
     """The ``metadata`` dict stored with a logged model (feature names, classes, use case…)."""
+    local = Path(uri)
+    if local.is_dir() and (local / "MLmodel").is_file():  # a copied model folder
+        return dict(mlflow.models.Model.load(local / "MLmodel").metadata or {})
     configure()
     try:
         info = mlflow.models.get_model_info(uri)
