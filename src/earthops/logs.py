@@ -40,7 +40,8 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=console.file),
+        # resolve stderr per logger: a CliRunner's swapped (later closed) stream must not stick
+        logger_factory=lambda *_: structlog.PrintLogger(file=console.file),
         cache_logger_on_first_use=False,
     )
 

@@ -37,10 +37,14 @@ def train(
         dataset=dataset,
         protocol=protocol,
         exclude_bboxes=[BBox.parse(b) for b in exclude_bbox or []],
-        register=register_model,
         fast=fast,
     )
     metrics = get_usecase(usecase).train(options)
+    if register_model:  # registration is the registry's job (policy tags, gate → challenger)
+        from earthops.registry.policy import register_version
+
+        info = register_version(usecase, metrics)
+        metrics["registered"] = {"version": info.version, "aliases": info.aliases}
     write_json(metrics, metrics_out)
     print_json(metrics)
 
@@ -78,10 +82,20 @@ def predict_raster(
 def tune(
     usecase: Annotated[str, typer.Argument(help="Use case name.")],
     trials: Annotated[int, typer.Option(help="Number of Optuna trials.")] = 20,
-    study: Annotated[str | None, typer.Option(help="Study name (default: the use case).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: USECASE-METRIC).")] = None,
+    fast: Annotated[bool, typer.Option(help="Reduced-cost problem (smaller sample).")] = False,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna RDB URL (default: settings, SQLite).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (default: per worker).")] = None,
 ) -> None:
-    """Bayesian (TPE) tuning with pruning; each trial a nested MLflow run."""
+    """Bayesian (TPE) tuning with pruning; each trial a nested MLflow run.
+
+    Run the same command in several processes with one ``--study`` and ``--storage`` to share it.
+    """
     from earthops.models.tuning import tune as run_tuning
 
-    result = run_tuning(usecase, n_trials=trials, study_name=study)
+    result = run_tuning(
+        usecase, n_trials=trials, study_name=study, fast=fast, storage_url=storage, seed=seed
+    )
     print_json(result)
