@@ -295,8 +295,9 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------------------ use-case spaces
-def _auroc(est: Any, X: Any, y: np.ndarray) -> float:
+# ------------------------------------------------------------------------------ scorers
+def auroc_score(est: Any, X: Any, y: np.ndarray) -> float:
+    """Area under the ROC curve of ``est`` on a validation fold (prunes one-class folds)."""
     from sklearn.metrics import roc_auc_score
 
     if np.unique(y).size < 2:
@@ -304,64 +305,8 @@ def _auroc(est: Any, X: Any, y: np.ndarray) -> float:
     return float(roc_auc_score(y, est.predict_proba(X)[:, 1]))
 
 
-def _reef_problem(usecase: Any, options: TrainOptions) -> TuningProblem:
-    """reef-bleaching: the XGBoost member on survey features, inner forward-in-time folds.
-
-    Only training years (≤ ``test_after``) enter; each fold fits on years ≤ an origin and
-    validates on the next ``inner_horizon`` years at unseen sites — the use case's own protocol.
-    """
-    from sklearn.pipeline import make_pipeline
-
-    from earthops.data.tables import read_bleaching_surveys
-    from earthops.features.reef_features import (
-        SITE_COLUMN,
-        YEAR_COLUMN,
-        SurveyFeaturizer,
-        bleaching_target,
-        prepare_surveys,
-    )
-    from earthops.models.estimators import make_classifier
-    from earthops.usecases import reef
-
-    config = reef.ReefConfig.from_options(options)
-    surveys = read_bleaching_surveys(options.dataset)
-    rows, _ = prepare_surveys(surveys, str(options.dataset or "bleaching-surveys"))
-    rows = rows.reset_index(drop=True)
-    y_all = bleaching_target(rows, config.bleach_threshold).to_numpy()
-    years, sites = rows[YEAR_COLUMN].to_numpy(), rows[SITE_COLUMN].to_numpy()
-    train_pos, _, _ = reef.forward_split(years, sites, config.test_after)
-    X, y = rows.iloc[train_pos].reset_index(drop=True), y_all[train_pos]
-    splits = []
-    for origin in config.origins():
-        fit, val, _ = reef.forward_split(
-            years[train_pos], sites[train_pos], origin, config.inner_horizon
-        )
-        if fit.size and val.size and np.unique(y[val]).size == 2:
-            splits.append((fit, val))
-    base = {**reef.XGB_PARAMS, **config.xgboost}
-
-    def space(trial: optuna.Trial) -> dict[str, Any]:
-        return {
-            "n_estimators": trial.suggest_int("n_estimators", 60, 160 if config.fast else 600),
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "max_depth": trial.suggest_int("max_depth", 2, 8),
-            "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
-            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-2, 10.0, log=True),
-        }
-
-    def make(params: dict[str, Any]) -> Any:
-        featurizer = SurveyFeaturizer(unknown=config.unknown_realm, include_lon=config.include_lon)
-        return make_pipeline(featurizer, make_classifier("xgboost", **{**base, **params}))
-
-    return TuningProblem(
-        X=X, y=y, folds=None, splits=splits, make_estimator=make, search_space=space,
-        score=_auroc, metric="auroc",
-    )  # fmt: skip
-
-
-def _macro_f1(est: Any, X: Any, y: np.ndarray) -> float:
+def macro_f1_score(est: Any, X: Any, y: np.ndarray) -> float:
+    """Macro-averaged F1 of ``est`` on a validation fold."""
     from sklearn.metrics import f1_score
 
     return float(f1_score(y, est.predict(X), average="macro"))
@@ -409,9 +354,8 @@ def _timeseries_problem(usecase: Any, options: TrainOptions) -> TuningProblem:
 
     return TuningProblem(
         X=X, y=y, folds=folds, make_estimator=make, search_space=space,
-        score=_macro_f1, metric="macro_f1",
+        score=macro_f1_score, metric="macro_f1",
     )  # fmt: skip
 
 
-register_problem("reef-bleaching", _reef_problem)
 register_problem("landcover-timeseries", _timeseries_problem)
