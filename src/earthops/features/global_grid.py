@@ -20,7 +20,6 @@ resolution) centred on grid pixels for the ViT.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as dsa
@@ -39,7 +39,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject
 
@@ -80,11 +80,39 @@ class GridSpec(BaseModel):
     glcm_props: tuple[str, ...] = ("contrast", "homogeneity", "ASM", "entropy", "correlation")
     use_lon: bool = Field(default=True, description="Add sin/cos(longitude) features.")
     chunk: int = 1200
+    region: tuple[float, float, float, float] | None = Field(
+        default=None,
+        description="minx,miny,maxx,maxy (degrees): build only this part of the grid (snapped "
+        "outward to 0.05° pixels; neighbourhood features see no data beyond it). None = global.",
+    )
+
+    @field_validator("region")
+    @classmethod
+    def _region(
+        cls, v: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if v is not None and not (-180 <= v[0] < v[2] <= 180 and -90 <= v[1] < v[3] <= 90):
+            raise ValueError(f"region {v}: expected -180<=minx<maxx<=180, -90<=miny<maxy<=90")
+        return v
 
     def key(self) -> str:
         """Short digest of the spec (part of the cache key)."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        raw = self.model_dump(mode="json")
+        if raw["region"] is None:  # keys of global grids predate the region option
+            raw.pop("region")
+        text = json.dumps(raw, sort_keys=True)
         return hashlib.sha256(f"{_CACHE_VERSION}:{text}".encode()).hexdigest()[:16]
+
+    def window(self) -> tuple[int, int, int, int]:
+        """``(row0, row1, col0, col1)`` of the stored part of the CMG grid."""
+        if self.region is None:
+            return 0, GRID_SHAPE[0], 0, GRID_SHAPE[1]
+        minx, miny, maxx, maxy = self.region
+        r0 = int(np.floor((90.0 - maxy) / GRID_RES + 1e-9))
+        r1 = int(np.ceil((90.0 - miny) / GRID_RES - 1e-9))
+        c0 = int(np.floor((minx + 180.0) / GRID_RES + 1e-9))
+        c1 = int(np.ceil((maxx + 180.0) / GRID_RES - 1e-9))
+        return max(r0, 0), min(r1, GRID_SHAPE[0]), max(c0, 0), min(c1, GRID_SHAPE[1])
 
     def rgb_spec(self) -> FeatureSpec:
         """Feature-stack spec on the ``(red, green, blue, water)`` base raster."""
@@ -151,10 +179,11 @@ def lonlat_to_pixel(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.nd
     return rows, cols
 
 
-def grid_coords() -> dict[str, np.ndarray]:
-    """``y`` (latitude) and ``x`` (longitude) coordinates of the pixel centres."""
-    lon, _ = pixel_lonlat(np.zeros(1), np.arange(GRID_SHAPE[1]))
-    _, lat = pixel_lonlat(np.arange(GRID_SHAPE[0]), np.zeros(1))
+def grid_coords(window: tuple[int, int, int, int] | None = None) -> dict[str, np.ndarray]:
+    """``y`` (latitude) and ``x`` (longitude) of the pixel centres (of a ``window``)."""
+    r0, r1, c0, c1 = window or (0, GRID_SHAPE[0], 0, GRID_SHAPE[1])
+    lon, _ = pixel_lonlat(np.zeros(1), np.arange(c0, c1))
+    _, lat = pixel_lonlat(np.arange(r0, r1), np.zeros(1))
     return {"y": lat, "x": lon}
 
 
@@ -168,12 +197,16 @@ def coord_features(rows: np.ndarray, cols: np.ndarray, use_lon: bool = True) -> 
 
 
 # ------------------------------------------------------------------------------ the inputs
-def read_bmng_rgb(settings: Settings | None = None) -> np.ndarray:
+#: the grid's inputs by role; ``sources`` arguments map a role to a file replacing the catalog's
+Sources = dict[str, Path]
+
+
+def read_bmng_rgb(settings: Settings | None = None, path: Path | None = None) -> np.ndarray:
     """Blue Marble NG ``(3, 2700, 5400)`` uint8 RGB (global plate carrée, north up)."""
-    da = read_bmng()
+    da = read_bmng(path)
     if da.shape != (3, *BMNG_SHAPE):
         raise DataError(
-            catalog.resolve_one("bmng-2004", settings),
+            path or catalog.resolve_one("bmng-2004", settings),
             f"expected 3x{BMNG_SHAPE[0]}x{BMNG_SHAPE[1]} RGB, got {da.shape}",
         )
     return np.asarray(da.values, dtype=np.uint8)
@@ -213,11 +246,17 @@ def _count_cells(
             counts[v if v <= 5 else 0, r, j // factor] += 1
 
 
-def aggregate_koppen(settings: Settings | None = None, rows_per_read: int = 300) -> np.ndarray:
-    """Köppen-Geiger 1 km -> 0.05°: ``(6, 3600, 7200)`` uint8 counts of nodata (ocean) and
+def aggregate_koppen(
+    settings: Settings | None = None,
+    rows_per_read: int = 300,
+    window: tuple[int, int, int, int] | None = None,
+    path: Path | None = None,
+) -> np.ndarray:
+    """Köppen-Geiger 1 km -> 0.05°: ``(6, rows, cols)`` uint8 counts of nodata (ocean) and
     groups 1..5 among the 36 source pixels of each cell (read in strips, bounded memory)."""
-    path = catalog.resolve_one("koppen-geiger", settings)
-    counts = np.zeros((6, *GRID_SHAPE), dtype=np.uint8)
+    path = path or catalog.resolve_one("koppen-geiger", settings)
+    g0, g1, k0, k1 = window or (0, GRID_SHAPE[0], 0, GRID_SHAPE[1])
+    counts = np.zeros((6, g1 - g0, k1 - k0), dtype=np.uint8)
     f = KOPPEN_FACTOR
     with rasterio.open(path) as src:
         if (src.height, src.width) != (GRID_SHAPE[0] * f, GRID_SHAPE[1] * f):
@@ -227,38 +266,57 @@ def aggregate_koppen(settings: Settings | None = None, rows_per_read: int = 300)
                 f"got {src.width}x{src.height}",
             )
         with progress() as bar:
-            task = bar.add_task("Köppen-Geiger 1 km -> 0.05°", total=GRID_SHAPE[0])
-            for r0 in range(0, GRID_SHAPE[0], rows_per_read):
-                r1 = min(GRID_SHAPE[0], r0 + rows_per_read)
-                strip = src.read(1, window=((r0 * f, r1 * f), (0, src.width)))
-                _count_cells(strip, f, counts, r0)
+            task = bar.add_task("Köppen-Geiger 1 km -> 0.05°", total=g1 - g0)
+            for r0 in range(g0, g1, rows_per_read):
+                r1 = min(g1, r0 + rows_per_read)
+                strip = src.read(1, window=((r0 * f, r1 * f), (k0 * f, k1 * f)))
+                _count_cells(strip, f, counts, r0 - g0)
                 bar.advance(task, r1 - r0)
     return counts
+
+
+def koppen_mode(counts: np.ndarray) -> np.ndarray:
+    """Mode of the land groups 1..5 per cell (ties: the lower group); 0 = no land."""
+    land = counts[1:]
+    mode = (np.argmax(land, axis=0) + 1).astype(np.uint8)
+    mode[counts[0] == KOPPEN_FACTOR**2] = 0
+    return mode
 
 
 def koppen_layers(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mode of land groups 0..5 with 0 = no land, ocean fraction, group fractions (5, H, W))."""
     fractions = counts.astype(np.float32) / float(KOPPEN_FACTOR**2)
-    land = counts[1:]
-    mode = (np.argmax(land, axis=0) + 1).astype(np.uint8)
-    mode[land.sum(axis=0) == 0] = 0
-    return mode, fractions[0], fractions[1:]
+    return koppen_mode(counts), fractions[0], fractions[1:]
 
 
-def input_digests(settings: Settings | None = None) -> dict[str, str]:
-    """Catalog digests of the grid's inputs (part of the cache key)."""
-    return {name: catalog.dataset_ref(name, settings).digest for name in _INPUTS}
+def input_digests(
+    settings: Settings | None = None, sources: Sources | None = None
+) -> dict[str, str]:
+    """Digests of the grid's inputs (part of the cache key): catalog ones unless overridden."""
+    from earthops.data.identity import file_sha256
+
+    sources = sources or {}
+    return {
+        name: file_sha256(sources[name])
+        if name in sources
+        else catalog.dataset_ref(name, settings).digest
+        for name in _INPUTS
+    }
 
 
-def base_raster(rgb01: np.ndarray, water: np.ndarray) -> xr.DataArray:
-    """``(band=[red, green, blue, water], y, x)`` float32 raster on the CMG grid."""
+def base_raster(
+    rgb01: np.ndarray, water: np.ndarray, window: tuple[int, int, int, int] | None = None
+) -> xr.DataArray:
+    """``(band=[red, green, blue, water], y, x)`` float32 raster on (a window of) the CMG grid."""
     data = np.concatenate([rgb01, water[None]], axis=0).astype(np.float32, copy=False)
+    r0, _, c0, _ = window or (0, 0, 0, 0)
     da = xr.DataArray(
         data,
         dims=("band", "y", "x"),
-        coords={"band": ["red", "green", "blue", "water"], **grid_coords()},
+        coords={"band": ["red", "green", "blue", "water"], **grid_coords(window)},
     )
-    return da.rio.write_crs(GRID_CRS).rio.write_transform(GRID_TRANSFORM)
+    transform = GRID_TRANSFORM * Affine.translation(c0, r0)
+    return da.rio.write_crs(GRID_CRS).rio.write_transform(transform)
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -282,21 +340,44 @@ class FeatureGrid:
         """Feature table (one row per pixel, columns = :attr:`feature_names`)."""
         return pd.DataFrame(self.values(rows, cols), columns=self.feature_names)
 
-    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """``(n, features)`` float32 at pixels ``(rows, cols)``."""
+    def covers(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Which CMG pixels lie inside the stored window."""
+        r0, r1, c0, c1 = self.spec.window()
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        return (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
+
+    def _local(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int64)
-        order = np.lexsort((cols, rows))  # memmap reads in file order
+        outside = ~self.covers(rows, cols)
+        if outside.any():
+            raise DataError(
+                self.path,
+                f"{int(outside.sum())} pixel(s) outside the feature grid's region "
+                f"{self.spec.region} (grid window rows/cols {self.spec.window()})",
+            )
+        r0, _, c0, _ = self.spec.window()
+        return rows - r0, cols - c0
+
+    def values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``(n, features)`` float32 at CMG pixels ``(rows, cols)``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        lr, lc = self._local(rows, cols)
+        order = np.lexsort((lc, lr))  # memmap reads in file order
         stored = np.empty((rows.size, self.data.shape[0]), dtype=np.float32)
         for k in range(self.data.shape[0]):
-            stored[order, k] = self.data[k][rows[order], cols[order]]
+            stored[order, k] = self.data[k][lr[order], lc[order]]
         coords = coord_features(rows, cols, self.spec.use_lon)
         return np.concatenate([stored, coords], axis=1)
 
     def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``(len(rows) * len(cols), features)`` on the outer product of ``rows`` × ``cols``."""
-        rr, cc = np.meshgrid(np.asarray(rows), np.asarray(cols), indexing="ij")
-        stored = self.data[:, np.asarray(rows)][:, :, np.asarray(cols)]
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        self._local(rr.ravel(), cc.ravel())  # raises for pixels outside the stored window
+        r0, _, c0, _ = self.spec.window()
+        stored = self.data[:, rows - r0][:, :, cols - c0]
         stored = stored.reshape(stored.shape[0], -1).T
         coords = coord_features(rr.ravel(), cc.ravel(), self.spec.use_lon)
         return np.concatenate([np.asarray(stored, dtype=np.float32), coords], axis=1)
@@ -307,61 +388,84 @@ def cache_root(settings: Settings | None = None) -> Path:
     return settings.home_dir / "cache" / "landcover-global"
 
 
-def cache_key(spec: GridSpec, settings: Settings | None = None) -> str:
+def cache_key(
+    spec: GridSpec, settings: Settings | None = None, sources: Sources | None = None
+) -> str:
     """Cache key: digest of the input datasets' digests and the spec."""
-    digests = input_digests(settings)
+    digests = input_digests(settings, sources)
     text = json.dumps({"inputs": digests, "spec": spec.key(), "v": _CACHE_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def load_feature_grid(
-    spec: GridSpec | None = None, settings: Settings | None = None, *, rebuild: bool = False
+    spec: GridSpec | None = None,
+    settings: Settings | None = None,
+    *,
+    rebuild: bool = False,
+    sources: Sources | None = None,
 ) -> FeatureGrid:
-    """The global feature grid for ``spec``, built on first use and then read from the cache."""
+    """The global feature grid for ``spec``, built on first use and then read from the cache.
+
+    ``sources`` (``{"bmng-2004": path, "koppen-geiger": path}``, either optional) replaces
+    catalog inputs by other files of the same layout (their digests key the cache).
+    """
     spec = spec or GridSpec()
     settings = settings or get_settings()
-    target = cache_root(settings) / cache_key(spec, settings)
+    sources = {k: Path(v) for k, v in (sources or {}).items()}
+    unknown = set(sources) - set(_INPUTS)
+    if unknown:
+        raise DataError(",".join(sorted(unknown)), f"unknown grid input(s); expected {_INPUTS}")
+    target = cache_root(settings) / cache_key(spec, settings, sources)
     if rebuild and target.exists():
         shutil.rmtree(target)
     if not (target / "meta.json").is_file():
-        _build(spec, settings, target)
+        _build(spec, settings, target, sources)
     meta = json.loads((target / "meta.json").read_text())
     if meta["names"] != spec.stored_names():
         raise DataError(target, "cached feature grid does not match its spec; delete it to rebuild")
     return FeatureGrid(target, spec)
 
 
-def _build(spec: GridSpec, settings: Settings, target: Path) -> None:
+def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -> None:
+    """Build the stored layers into ``target`` (atomic rename); peak memory ~1-2 GB.
+
+    Layers are streamed into the ``.npy`` file with ``os.pwrite`` (never a writable memmap,
+    whose dirty pages would count against the process's memory), block by block.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         log.info("global_grid.build", cache=str(target))
-        rgb = resample_to_grid(read_bmng_rgb(settings)) / np.float32(255.0)
-        counts = aggregate_koppen(settings)
-        mode, water, groups = koppen_layers(counts)
-        del counts
-        base = base_raster(rgb, water)
         names = spec.stored_names()
-        out = np.lib.format.open_memmap(
-            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(len(names), *GRID_SHAPE)
-        )
-        rgb_stack = compute_stack(base, spec.rgb_spec())
-        water_stack = compute_stack(base, spec.water_spec())
-        n_rgb, n_water = rgb_stack.sizes["band"], water_stack.sizes["band"]
-        _store(rgb_stack.data, out[:n_rgb], "feature stack (RGB)")
-        _store(water_stack.data, out[n_rgb : n_rgb + n_water], "feature stack (water)")
-        k = n_rgb + n_water
-        out[k] = mode
-        out[k + 1 : k + 6] = groups
-        out.flush()
-        del out
+        window = spec.window()
+        r0, r1, c0, c1 = window
+        with _LayerFile(tmp / "features.npy", (len(names), r1 - r0, c1 - c0)) as out:
+            counts = aggregate_koppen(settings, window=window, path=sources.get("koppen-geiger"))
+            k = len(names) - 1 - len(KOPPEN_GROUPS)
+            out.write_layer(k, koppen_mode(counts))
+            for g in range(len(KOPPEN_GROUPS)):
+                out.write_layer(k + 1 + g, counts[1 + g] / np.float32(KOPPEN_FACTOR**2))
+            water = counts[0] / np.float32(KOPPEN_FACTOR**2)
+            del counts
+            bmng = read_bmng_rgb(settings, sources.get("bmng-2004"))
+            rgb = resample_to_grid(bmng)[:, r0:r1, c0:c1]
+            del bmng
+            rgb = rgb / np.float32(255.0)
+            base = base_raster(rgb, water, window)
+            del rgb, water
+            rgb_stack = compute_stack(base, spec.rgb_spec())
+            water_stack = compute_stack(base, spec.water_spec())
+            n_rgb = rgb_stack.sizes["band"]
+            _store(rgb_stack.data, out, 0, "feature stack (RGB)")
+            _store(water_stack.data, out, n_rgb, "feature stack (water)")
         (tmp / "meta.json").write_text(
             json.dumps(
                 {
                     "names": names,
                     "spec": spec.model_dump(mode="json"),
-                    "inputs": input_digests(settings),
-                    "shape": list(GRID_SHAPE),
+                    "inputs": input_digests(settings, sources),
+                    "shape": [r1 - r0, c1 - c0],
+                    "window": list(window),
                 },
                 indent=2,
             )
@@ -375,15 +479,61 @@ def _build(spec: GridSpec, settings: Settings, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _store(data: dsa.Array, out: np.ndarray, label: str) -> None:
-    """Compute a lazy stack strip by strip (bounded memory) into ``out`` with a progress bar."""
-    chunks = data.chunks[1]
-    bounds = np.concatenate([[0], np.cumsum(chunks)])
+class _LayerFile:
+    """A ``(layer, y, x)`` float32 ``.npy`` file, written with ``os.pwrite``."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int]) -> None:
+        self.path = path
+        self.shape = shape
+        header = {"descr": "<f4", "fortran_order": False, "shape": self.shape}
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            self.offset = fh.tell()
+            fh.truncate(self.offset + 4 * int(np.prod(self.shape)))
+        self.fd = -1
+
+    def __enter__(self) -> _LayerFile:
+        self.fd = os.open(self.path, os.O_WRONLY)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def write(self, layer0: int, row0: int, col0: int, block: np.ndarray) -> None:
+        """Write ``block (layers, rows, cols)`` at ``(layer0, row0, col0)``."""
+        block = np.ascontiguousarray(block, dtype="<f4")
+        n, h, w = block.shape
+        _, height, width = self.shape
+        for i in range(n):
+            base = self.offset + 4 * ((layer0 + i) * height * width + row0 * width + col0)
+            if w == width:  # full rows: one contiguous write
+                os.pwrite(self.fd, block[i].tobytes(), base)
+                continue
+            for r in range(h):
+                os.pwrite(self.fd, block[i, r].tobytes(), base + 4 * r * width)
+
+    def write_layer(self, layer: int, values: np.ndarray) -> None:
+        self.write(layer, 0, 0, np.asarray(values, dtype=np.float32)[None])
+
+
+class _Region:
+    """``dask.array.store`` target writing a stack's blocks at a layer offset of the file."""
+
+    def __init__(self, out: _LayerFile, layer0: int, bar: Any, task: Any) -> None:
+        self.out, self.layer0, self.bar, self.task = out, layer0, bar, task
+
+    def __setitem__(self, key: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        f, r, c = key
+        self.out.write(self.layer0 + (f.start or 0), r.start or 0, c.start or 0, block)
+        self.bar.advance(self.task)
+
+
+def _store(data: dsa.Array, out: _LayerFile, layer0: int, label: str) -> None:
+    """Compute a lazy stack block by block (bounded memory) into ``out`` with a progress bar."""
+    n_blocks = int(np.prod(data.numblocks))
     with progress() as bar, dask.config.set(scheduler="threads", num_workers=2):
-        task = bar.add_task(label, total=len(chunks))
-        for r0, r1 in itertools.pairwise(bounds):
-            out[:, r0:r1] = data[:, r0:r1].compute()
-            bar.advance(task)
+        task = bar.add_task(label, total=n_blocks)
+        dsa.store(data, _Region(out, layer0, bar, task), lock=False)
 
 
 # ------------------------------------------------------------------------------- chips

@@ -9,8 +9,11 @@
 * **Validation**: spatial block CV — 10°×10° blocks, ``n_folds`` folds (5; 3 when fast),
   blocks assigned whole to folds (stratified by class, :class:`StratifiedGroupKFold`). Every
   model gets the same folds; metrics are computed on the pooled out-of-fold predictions of
-  the balanced sample (so overall accuracy ≈ mean per-class recall). ``area_weighted`` adds the
-  stratified (Olofsson et al. 2014) estimate for the global class proportions.
+  the balanced sample (so overall accuracy ≈ mean per-class recall). The headline metrics are
+  selection-aware: each fold is predicted by the candidate chosen on the other folds, so the
+  model choice never sees the fold it is scored on (``comparison`` has every candidate's
+  plain block-CV score). ``area_weighted`` adds the stratified (Olofsson et al. 2014)
+  estimate for the class proportions of the grid.
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
   stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
   is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
@@ -29,7 +32,10 @@ the catalog MCD12C1 when no dataset is given) to the union of the boxes.
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,7 +59,7 @@ from earthops.data import catalog
 from earthops.data.identity import DatasetRef
 from earthops.data.legends import IGBP
 from earthops.data.rasters import read_mcd12c1
-from earthops.errors import DataError, EarthOpsError
+from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.features.global_grid import (
     GRID_CRS,
     GRID_RES,
@@ -81,6 +87,12 @@ DEFAULT_PROTOCOL = "igbp7"
 BLOCK_DEG = 10.0
 NODATA = 255
 TABULAR_KINDS = ("rf", "lightgbm", "xgboost")
+TRAINING_PIXELS = "training_pixels.csv.gz"
+#: the raw rasters a model's map is computed from (``predict_raster`` inputs), by role
+MAP_INPUTS: dict[str, dict[str, Any]] = {
+    "bmng-2004": {"bands": 3, "height": 2700, "width": 5400, "crs": "EPSG:4326"},
+    "koppen-geiger": {"bands": 1, "height": 21600, "width": 43200, "crs": "EPSG:4326"},
+}
 
 _RF = {"n_estimators": 300, "min_samples_leaf": 1}
 _LGBM = {
@@ -97,10 +109,23 @@ _XGB = {
     "max_bin": 64,
     "colsample_bytree": 0.5,
 }
-_VIT: dict[str, Any] = {}
+_VIT: dict[str, Any] = {"epochs": 6}  # half the ViT default: CV fits it n_folds + 1 times
 
 
 # ------------------------------------------------------------------------------ config
+def vit_available() -> bool:
+    """Whether the ViT member (``earthops.models.vit``) is importable in this build."""
+    try:
+        return importlib.util.find_spec("earthops.models.vit") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def default_models() -> tuple[str, ...]:
+    """Members tried by a full run: the tabular models, plus the ViT when it is available."""
+    return (*TABULAR_KINDS, "vit") if vit_available() else TABULAR_KINDS
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a training run (defaults = full run; :meth:`fast` = smoke run)."""
@@ -109,7 +134,7 @@ class TrainConfig:
     n_per_class: int = 3000
     n_folds: int = 5
     block_deg: float = BLOCK_DEG
-    models: tuple[str, ...] = ("rf", "lightgbm", "xgboost", "vit")
+    models: tuple[str, ...] = field(default_factory=lambda: default_models())
     chip_size: int = 16
     min_gain: float = 0.003
     seed: int = 42
@@ -124,7 +149,7 @@ class TrainConfig:
         """Config for ``options``: protocol, fast mode, then ``options.params`` overrides."""
         protocol = options.protocol or DEFAULT_PROTOCOL
         check_protocol(protocol)
-        cfg = cls(protocol=protocol, n_per_class=3000 if protocol == "igbp7" else 2000)
+        cfg = cls(protocol=protocol, n_per_class=3000 if protocol == "igbp7" else 1200)
         if options.fast:
             cfg = replace(
                 cfg,
@@ -145,6 +170,10 @@ class TrainConfig:
                 raise EarthOpsError(
                     f"params.models {params['models']}: expected a subset of "
                     f"{(*TABULAR_KINDS, 'vit')} that includes the 'rf' baseline"
+                )
+            if "vit" in params["models"] and not vit_available():
+                raise EarthOpsError(
+                    "params.models asks for 'vit' but earthops.models.vit is absent"
                 )
         if "grid" in params and isinstance(params["grid"], dict):
             params["grid"] = GridSpec.model_validate(params["grid"])
@@ -205,6 +234,19 @@ def in_bboxes(rows: np.ndarray, cols: np.ndarray, bboxes: Sequence[BBox]) -> np.
     return mask
 
 
+def _box_mask(shape: tuple[int, ...], bboxes: Sequence[BBox]) -> np.ndarray:
+    """``shape`` boolean grid: pixels whose centre lies in any of ``bboxes`` (cf. in_bboxes)."""
+    mask = np.zeros(shape, dtype=bool)
+    lon, _ = pixel_lonlat(np.zeros(shape[1]), np.arange(shape[1]))
+    _, lat = pixel_lonlat(np.arange(shape[0]), np.zeros(shape[0]))
+    for box in bboxes:
+        rows = np.flatnonzero((lat >= box.miny) & (lat <= box.maxy))
+        cols = np.flatnonzero((lon >= box.minx) & (lon <= box.maxx))
+        if rows.size and cols.size:
+            mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
+    return mask
+
+
 def sample_pixels(
     labels: np.ndarray,
     classes: Sequence[int],
@@ -222,17 +264,18 @@ def sample_pixels(
     rng = np.random.default_rng(seed)
     width = labels.shape[1]
     flat = labels.ravel()
+    allowed = None
+    if exclude or include:
+        allowed = _box_mask(labels.shape, include) if include else np.ones(labels.shape, bool)
+        if exclude:
+            allowed &= ~_box_mask(labels.shape, exclude)
+        allowed = allowed.ravel()
     rows_out, cols_out = [], []
     for cls in classes:
-        idx = np.flatnonzero(flat == cls)
-        if idx.size and (exclude or include):
-            r, c = np.divmod(idx, width)
-            keep = np.ones(idx.size, dtype=bool)
-            if exclude:
-                keep &= ~in_bboxes(r, c, exclude)
-            if include:
-                keep &= in_bboxes(r, c, include)
-            idx = idx[keep]
+        hit = flat == cls
+        if allowed is not None:
+            hit &= allowed
+        idx = np.flatnonzero(hit)
         if idx.size > n_per_class:
             idx = rng.choice(idx, n_per_class, replace=False)
         r, c = np.divmod(idx, width)
@@ -446,8 +489,42 @@ def _stacked_oof(
     return out
 
 
+def _choose(
+    oof: dict[str, np.ndarray],
+    y: np.ndarray,
+    mask: np.ndarray,
+    classes: Sequence[int],
+    singles: Sequence[str],
+    min_gain: float,
+) -> str:
+    """The candidate with the best macro F1 on ``mask``; stacking only if it gains > min_gain."""
+
+    def score(kind: str) -> float:
+        pred = np.asarray(classes)[np.argmax(oof[kind][mask], axis=1)]
+        return float(f1_score(y[mask], pred, average="macro", zero_division=0))
+
+    best = max(singles, key=score)
+    if "stacking" in oof and score("stacking") - score(best) > min_gain:
+        return "stacking"
+    return best
+
+
 def _stacker(seed: int) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+
+
+def _log_training_pixels(data: _Sample, folds: np.ndarray) -> None:
+    """The training sample (grid pixel, lon/lat, label, block-CV fold) as a run artifact."""
+    import mlflow
+
+    lon, lat = pixel_lonlat(data.rows, data.cols)
+    frame = pd.DataFrame(
+        {"row": data.rows, "col": data.cols, "lon": lon, "lat": lat, "label": data.y, "fold": folds}
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / TRAINING_PIXELS
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path))
 
 
 def _area_weights(labels: np.ndarray, y: np.ndarray, classes: Sequence[int]) -> np.ndarray:
@@ -516,9 +593,6 @@ class GlobalLandCover:
             }
             log.info("landcover_global.cv", model=kind, **comparison[kind])
 
-        singles = sorted(cfg.models, key=lambda k: comparison[k]["macro_f1"], reverse=True)
-        best_single = singles[0]
-        selected, members, stack_members = best_single, [best_single], None
         if len(cfg.models) > 1:
             stack_members = list(cfg.models)
             st = _stacked_oof([oof[k] for k in stack_members], data.y, folds, classes, cfg.seed)
@@ -528,14 +602,30 @@ class GlobalLandCover:
                 **_summary(classification_metrics(data.y, pred, classes)),
                 "members": stack_members,
             }
+        everywhere = np.ones(len(data.y), dtype=bool)
+        selected = _choose(oof, data.y, everywhere, classes, cfg.models, cfg.min_gain)
+        members = list(cfg.models) if selected == "stacking" else [selected]
+        if "stacking" in comparison:
+            best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
             gain = comparison["stacking"]["macro_f1"] - comparison[best_single]["macro_f1"]
             comparison["stacking"]["gain_over_best_single"] = round(gain, 4)
-            if gain > cfg.min_gain:
-                selected, members = "stacking", stack_members
 
-        final_pred = np.asarray(classes)[np.argmax(oof[selected], axis=1)]
+        # selection-aware estimate: fold k is predicted by the candidate chosen on the other
+        # folds only, so choosing the model never looks at the fold it is scored on
+        final_pred = np.empty_like(data.y)
+        choices = []
+        for k in range(cfg.n_folds):
+            test = folds == k
+            choice = _choose(oof, data.y, ~test, classes, cfg.models, cfg.min_gain)
+            choices.append(choice)
+            final_pred[test] = np.asarray(classes)[np.argmax(oof[choice][test], axis=1)]
         rf_pred = np.asarray(classes)[np.argmax(oof["rf"], axis=1)]
         metrics = classification_metrics(data.y, final_pred, classes)
+        metrics["selection"] = {
+            "rule": f"highest block-CV macro F1; stacking only if it gains > {cfg.min_gain}",
+            "choice_per_fold": choices,
+            "metrics": "selection-aware: each fold scored with the model chosen without it",
+        }
         weights = _area_weights(labels, data.y, classes)
         metrics["area_weighted"] = _summary(
             classification_metrics(data.y, final_pred, classes, weights)
@@ -573,6 +663,7 @@ class GlobalLandCover:
                     **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
                 }
             )
+            _log_training_pixels(data, folds)
             example = self._example(grid, data, model)
             metadata = {
                 "usecase": NAME,
@@ -592,6 +683,8 @@ class GlobalLandCover:
                     "bounds": [-180.0, -90.0, 180.0, 90.0],
                 },
                 "input": "landcover-global feature grid (+ Blue Marble chips when needs_chips)",
+                "map_inputs": MAP_INPUTS,
+                "exclude_bboxes": [str(b) for b in options.exclude_bboxes],
             }
             model_uri = log_model(model, example, metadata=metadata)
             metrics["model_uri"] = model_uri
@@ -608,7 +701,10 @@ class GlobalLandCover:
         exclude: Sequence[BBox],
         classes: Sequence[int],
     ) -> _Sample:
-        rows, cols = sample_pixels(labels, classes, cfg.n_per_class, seed=cfg.seed, exclude=exclude)
+        include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
+        rows, cols = sample_pixels(
+            labels, classes, cfg.n_per_class, seed=cfg.seed, exclude=exclude, include=include
+        )
         y = labels[rows, cols].astype(np.int64)
         present = np.unique(y)
         if present.size < 2:
@@ -673,8 +769,9 @@ class GlobalLandCover:
                 f" the model was not trained on (model protocol "
                 f"{meta.get('protocol')})"
             )
-        rows, cols, y, source = self._eval_pixels(options, classes)
         spec = GridSpec.model_validate(meta["grid_spec"])
+        region = BBox(*spec.region) if spec.region is not None else None
+        rows, cols, y, source = self._eval_pixels(options, classes, region)
         grid = load_feature_grid(spec)
         chips = (
             extract_chips(rows, cols, int(meta.get("chip_size", 16)))
@@ -692,10 +789,44 @@ class GlobalLandCover:
         )
         return metrics
 
+    # -- maps --------------------------------------------------------------------------------
+    def predict_raster(
+        self,
+        model_uri: str,
+        inputs: list[Path],
+        output: Path,
+        *,
+        with_probability: bool = False,
+        decimate: int = 4,
+    ) -> Path:
+        """The IGBP map of a logged model as a COG (palette, class names, overviews).
+
+        ``inputs``: the raw rasters the features are computed from — a 3-band Blue Marble RGB
+        (5400×2700) and/or the 1-band Köppen-Geiger (43200×21600), both EPSG:4326 global;
+        missing ones come from the catalog. Anything else raises :class:`SignatureError`.
+        The map is computed on every ``decimate``-th grid pixel (4: 0.2°, reduced cost).
+        """
+        roles = check_map_inputs(inputs)
+        return predict_global_map(
+            model_uri,
+            output,
+            decimate=decimate,
+            with_probability=with_probability,
+            sources=_catalog_sources(roles),
+        )
+
     def _eval_pixels(
-        self, options: EvalOptions, classes: Sequence[int], max_pixels: int = 50_000, seed: int = 7
+        self,
+        options: EvalOptions,
+        classes: Sequence[int],
+        region: BBox | None = None,
+        max_pixels: int = 50_000,
+        seed: int = 7,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """Labelled pixels to score: from a CSV/GeoTIFF dataset or the catalog MCD12C1."""
+        """Labelled pixels to score: from a CSV/GeoTIFF dataset or the catalog MCD12C1.
+
+        ``region`` (the model's feature-grid region, when it has one) limits them further.
+        """
         dataset = options.dataset
         if dataset is not None and Path(dataset).suffix.lower() == ".csv":
             rows, cols, y = read_label_csv(dataset)
@@ -710,10 +841,20 @@ class GlobalLandCover:
             if options.bboxes:
                 rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
             else:  # global: class-balanced, a seed different from training
-                rows, cols = sample_pixels(labels, classes, max_pixels // len(classes), seed=seed)
+                rows, cols = sample_pixels(
+                    labels,
+                    classes,
+                    max_pixels // len(classes),
+                    seed=seed,
+                    include=[region] if region is not None else [],
+                )
             y = labels[rows, cols].astype(np.int64)
+        if region is not None:
+            keep = in_bboxes(rows, cols, [region])
+            rows, cols, y = rows[keep], cols[keep], y[keep]
         if y.size == 0:
-            where = f" inside {', '.join(map(str, options.bboxes))}" if options.bboxes else ""
+            boxes = [*options.bboxes, *([region] if region is not None else [])]
+            where = f" inside {' and '.join(map(str, boxes))}" if boxes else ""
             raise EarthOpsError(f"no labelled pixels of classes {list(classes)}{where} in {source}")
         if y.size > max_pixels:
             pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
@@ -770,6 +911,57 @@ def read_label_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 # ------------------------------------------------------------------------------- maps
+def check_map_inputs(inputs: Sequence[str | Path]) -> dict[str, Path]:
+    """Match raster inputs to the model's map inputs (:data:`MAP_INPUTS`) by layout.
+
+    Returns ``{role: path}`` (roles not given come from the catalog). A raster whose band
+    count, size or CRS matches no role raises :class:`SignatureError` naming the mismatch.
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    roles: dict[str, Path] = {}
+    by_bands = {spec["bands"]: role for role, spec in MAP_INPUTS.items()}
+    for raw in inputs:
+        path = Path(raw)
+        if not path.is_file():
+            raise DataError(path, "input raster not found")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as src:
+                    count, height, width, crs = src.count, src.height, src.width, src.crs
+        except RasterioIOError as exc:
+            raise DataError(path, f"cannot open as a raster ({exc})") from None
+        role = by_bands.get(count)
+        if role is None:
+            expected = " or ".join(f"{v['bands']} ({k})" for k, v in MAP_INPUTS.items())
+            raise SignatureError(f"{path}: {count} band(s); the model expects {expected}")
+        want = MAP_INPUTS[role]
+        if (height, width) != (want["height"], want["width"]):
+            raise SignatureError(
+                f"{path} ({role}): shape {width}x{height} px; the model expects "
+                f"{want['width']}x{want['height']} (global, north up)"
+            )
+        if crs is not None and crs.to_string() != want["crs"]:
+            raise SignatureError(f"{path} ({role}): CRS {crs}; the model expects {want['crs']}")
+        if role in roles:
+            raise SignatureError(f"{path}: a second {role} input (first: {roles[role]})")
+        roles[role] = path
+    return roles
+
+
+def _catalog_sources(roles: dict[str, Path]) -> dict[str, Path]:
+    """Drop inputs that are the catalog's own files (same content) so the cached grid is used."""
+    from earthops.data.identity import file_sha256
+
+    return {
+        role: path
+        for role, path in roles.items()
+        if file_sha256(path) != catalog.dataset_ref(role).digest
+    }
+
+
 def predict_global_map(
     model_uri: str,
     output: str | Path,
@@ -777,12 +969,14 @@ def predict_global_map(
     decimate: int = 4,
     with_probability: bool = False,
     rows_per_chunk: int = 128,
+    sources: dict[str, Path] | None = None,
 ) -> Path:
-    """Classify the global grid (every ``decimate``-th pixel) into an IGBP COG with palette.
+    """Classify the grid (every ``decimate``-th pixel) into an IGBP COG with palette.
 
-    Features come from the cached global grid (built on first use), chunk by chunk (bounded
-    memory). ``with_probability`` also writes ``<output stem>_probability.tif`` (max class
-    probability × 100, uint8) beside the map. Returns the map's path.
+    The map covers the model's feature grid (global, or its region). Features come from the
+    cached grid (built on first use; ``sources`` replace catalog inputs), chunk by chunk
+    (bounded memory). ``with_probability`` adds a second band: the max class probability
+    × 100 (uint8). Returns the map's path.
     """
     from earthops.raster.cog import write_cog
     from earthops.registry.tracking import load_model, model_metadata
@@ -795,16 +989,17 @@ def predict_global_map(
     model = load_model(model_uri)
     spec = GridSpec.model_validate(meta["grid_spec"])
     if list(meta.get("feature_names", [])) != spec.feature_names():
-        raise EarthOpsError(f"model '{model_uri}': feature names do not match its grid spec")
-    grid = load_feature_grid(spec)
+        raise SignatureError(f"model '{model_uri}': feature names do not match its grid spec")
+    grid = load_feature_grid(spec, sources=sources)
     needs_chips = bool(meta.get("needs_chips"))
     chip_size = int(meta.get("chip_size", 16))
-    bmng = read_bmng_rgb() if needs_chips else None
+    bmng = read_bmng_rgb(path=(sources or {}).get("bmng-2004")) if needs_chips else None
 
-    rows = np.arange(decimate // 2, GRID_SHAPE[0], decimate)
-    cols = np.arange(decimate // 2, GRID_SHAPE[1], decimate)
-    cls_map = np.full((rows.size, cols.size), NODATA, dtype=np.uint8)
-    prob_map = np.zeros((rows.size, cols.size), dtype=np.uint8)
+    r0, r1, c0, c1 = spec.window()
+    rows = np.arange(r0 + decimate // 2, r1, decimate)
+    cols = np.arange(c0 + decimate // 2, c1, decimate)
+    n_bands = 2 if with_probability else 1
+    out = np.full((n_bands, rows.size, cols.size), NODATA, dtype=np.uint8)
     with progress() as bar:
         task = bar.add_task(f"IGBP map 1/{decimate}", total=rows.size)
         for i0 in range(0, rows.size, rows_per_chunk):
@@ -814,45 +1009,54 @@ def predict_global_map(
             if needs_chips:
                 rr, cc = np.meshgrid(r, cols, indexing="ij")
                 chips = extract_chips(rr.ravel(), cc.ravel(), chip_size, rgb=bmng)
-            proba = model.proba_arrays(feats, chips)
-            best = np.argmax(proba, axis=1)
-            cls_map[i0 : i0 + r.size] = model.classes_[best].reshape(r.size, cols.size)
-            prob_map[i0 : i0 + r.size] = np.rint(100 * proba[np.arange(best.size), best]).reshape(
-                r.size, cols.size
-            )
+            valid = np.isfinite(feats).any(axis=1)  # all-nodata pixels stay nodata
+            labels = np.full(feats.shape[0], NODATA, dtype=np.uint8)
+            prob = np.zeros(feats.shape[0], dtype=np.uint8)
+            if valid.any():
+                proba = model.proba_arrays(feats[valid], None if chips is None else chips[valid])
+                best = np.argmax(proba, axis=1)
+                labels[valid] = model.classes_[best]
+                prob[valid] = np.rint(100 * proba[np.arange(best.size), best])
+            out[0, i0 : i0 + r.size] = labels.reshape(r.size, cols.size)
+            if with_probability:
+                out[1, i0 : i0 + r.size] = prob.reshape(r.size, cols.size)
             bar.advance(task, r.size)
 
     res = GRID_RES * decimate
-    ys = 90.0 - res * (np.arange(rows.size) + 0.5)
-    xs = -180.0 + res * (np.arange(cols.size) + 0.5)
+    x0, y0 = -180.0 + GRID_RES * c0, 90.0 - GRID_RES * r0
+    ys = y0 - res * (np.arange(rows.size) + 0.5)
+    xs = x0 + res * (np.arange(cols.size) + 0.5)
     classes = [int(c) for c in model.classes_]
-
-    def as_da(arr: np.ndarray) -> xr.DataArray:
-        da = xr.DataArray(
-            arr[None], dims=("band", "y", "x"), coords={"band": [1], "y": ys, "x": xs}
-        )
-        return da.rio.write_crs(GRID_CRS).rio.write_transform(from_origin(-180.0, 90.0, res, res))
-
-    output = Path(output)
-    names = {c: IGBP.names()[c] for c in classes}
-    colours = {c: IGBP.colormap()[c] for c in classes}
-    write_cog(
-        as_da(cls_map).rio.write_nodata(NODATA),
-        output,
-        nodata=NODATA,
-        descriptions=["igbp"],
-        colormap=colours,
-        class_names=names,
-        tags={"EARTHOPS_MODEL": model_uri, "EARTHOPS_DECIMATE": str(decimate)},
-        show_progress=False,
+    da = xr.DataArray(
+        out, dims=("band", "y", "x"), coords={"band": list(range(1, n_bands + 1)), "y": ys, "x": xs}
     )
-    if with_probability:
+    da = da.rio.write_crs(GRID_CRS).rio.write_transform(from_origin(x0, y0, res, res))
+    output = Path(output)
+    tags = {"EARTHOPS_MODEL": model_uri, "EARTHOPS_DECIMATE": str(decimate)}
+    names = {c: IGBP.names()[c] for c in classes}
+    if with_probability:  # a palette needs a single band: class names go into the tags
         write_cog(
-            as_da(prob_map),
-            output.with_name(f"{output.stem}_probability.tif"),
-            nodata=None,
-            descriptions=["max_probability_pct"],
+            da,
+            output,
+            nodata=NODATA,
+            descriptions=["igbp", "max_probability_pct"],
+            class_names=names,
+            tags=tags,
+            overview_resampling="nearest",
+            blocksize=256,
             show_progress=False,
         )
-    log.info("landcover_global.map", path=str(output), shape=list(cls_map.shape))
+    else:
+        write_cog(
+            da,
+            output,
+            nodata=NODATA,
+            descriptions=["igbp"],
+            colormap={c: IGBP.colormap()[c] for c in classes},
+            class_names=names,
+            tags=tags,
+            blocksize=256,
+            show_progress=False,
+        )
+    log.info("landcover_global.map", path=str(output), shape=list(out.shape))
     return output

@@ -1,0 +1,271 @@
+"""``landcover-global`` end to end on real data (MCD12C1, Blue Marble, Köppen-Geiger).
+
+One fast training run (lean feature grid over Africa + Europe, small models) is shared by the
+module: it excludes a Central-African box, and the tests check metrics keys, the logged model,
+block folds, the exclusion, regional evaluation, the COG map and the bad-input paths.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import structlog
+from rasterio.transform import from_bounds
+
+from earthops.cli.app import main
+from earthops.errors import DataError, EarthOpsError, SignatureError
+from earthops.features.global_grid import GridSpec, load_feature_grid
+from earthops.raster.cog import read_class_names, validate_cog
+from earthops.registry.tracking import load_model
+from earthops.settings import get_settings
+from earthops.usecases import get_usecase
+from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.usecases.landcover_global import (
+    TRAINING_PIXELS,
+    TrainConfig,
+    block_folds,
+    block_ids,
+    in_bboxes,
+    read_labels,
+    sample_pixels,
+)
+
+REGION = (-20.0, -35.0, 60.0, 40.0)  # Africa + Europe: ~50 blocks of 10°
+EXCLUDED = BBox.parse("10,-5,25,10")  # Congo basin: evergreen broadleaf forest
+GRID = {"region": list(REGION), "windows": [5, 15, 31], "water_windows": [15, 61]}
+PARAMS: dict[str, Any] = {
+    "grid": GRID,
+    "models": ["rf", "lightgbm"],
+    "rf_params": {"n_estimators": 40},
+    "lgbm_params": {"n_estimators": 40},
+    "n_per_class": 200,
+}
+DESIGN_KEYS = {
+    "overall_accuracy",
+    "macro_f1",
+    "kappa",
+    "per_class",
+    "baseline",
+    "model_uri",
+    "run_id",
+}
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("landcover_global_home")
+
+
+@pytest.fixture(autouse=True)
+def shared_home(earthops_home: Path, module_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One EarthOps home (grid cache, MLflow store) for the whole module."""
+    monkeypatch.setenv("EARTHOPS_HOME", str(module_home))
+    get_settings.cache_clear()
+    return module_home
+
+
+@pytest.fixture(scope="module")
+def trained(module_home: Path, mirror: Path) -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EARTHOPS_HOME", str(module_home))
+        get_settings.cache_clear()
+        options = TrainOptions(
+            protocol="igbp7", fast=True, exclude_bboxes=[EXCLUDED], params=dict(PARAMS)
+        )
+        metrics = get_usecase("landcover-global").train(options)
+    get_settings.cache_clear()
+    return metrics
+
+
+def _training_pixels(metrics: dict[str, Any]) -> pd.DataFrame:
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(
+        run_id=metrics["run_id"], artifact_path=TRAINING_PIXELS
+    )
+    return pd.read_csv(path)
+
+
+def test_fast_train_writes_design_keys_and_a_loadable_model(trained: dict[str, Any]) -> None:
+    assert set(trained) >= DESIGN_KEYS
+    for key in ("overall_accuracy", "macro_f1", "kappa"):
+        assert 0.0 <= trained[key] <= 1.0
+        assert 0.0 <= trained["baseline"][key] <= 1.0
+    assert trained["baseline"]["model"] == "rf"
+    assert set(trained["per_class"]) <= {
+        "water", "evergreen needleleaf forest", "evergreen broadleaf forest",
+        "deciduous needleleaf forest", "deciduous broadleaf forest", "mixed forest",
+        "closed shrublands",
+    }  # fmt: skip
+    assert trained["selected_model"] in trained["comparison"]
+    assert len(trained["selection"]["choice_per_fold"]) == 3  # selection never sees its fold
+    assert "stacking" in trained["comparison"]  # the stacking comparison is recorded
+    assert trained["validation"]["n_folds"] == 3 and trained["validation"]["block_deg"] == 10.0
+    assert trained["macro_f1"] > 0.5  # far from chance (1/7) even at smoke size
+
+    model = load_model(trained["model_uri"])
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    rows, cols = np.array([1500, 2000]), np.array([3700, 4000])
+    pred = model.predict(grid.sample(rows, cols))
+    assert set(pred.tolist()) <= set(range(7))
+
+
+def test_block_folds_never_split_a_block(trained: dict[str, Any]) -> None:
+    pixels = _training_pixels(trained)
+    blocks = block_ids(pixels["row"].to_numpy(), pixels["col"].to_numpy())
+    per_block = pd.Series(pixels["fold"].to_numpy()).groupby(blocks).nunique()
+    assert per_block.max() == 1
+    assert pixels["fold"].nunique() == 3
+    # and directly, on a real sample with many blocks
+    labels = read_labels()
+    r, c = sample_pixels(labels, range(7), 150, seed=3)
+    y = labels[r, c]
+    b = block_ids(r, c)
+    folds = block_folds(y, b, n_folds=5, seed=3)
+    assert pd.Series(folds).groupby(b).nunique().max() == 1
+    assert set(folds.tolist()) == set(range(5))
+
+
+def test_excluded_box_never_in_training(trained: dict[str, Any]) -> None:
+    pixels = _training_pixels(trained)
+    lon, lat = pixels["lon"].to_numpy(), pixels["lat"].to_numpy()
+    assert not EXCLUDED.contains(lon, lat).any()
+    assert BBox(*REGION).contains(lon, lat).all()  # the lean grid's region
+    # the box does hold trainable pixels: without the exclusion some are drawn
+    labels = read_labels()
+    r, c = sample_pixels(labels, range(7), 200, seed=42, include=[BBox(*REGION)])
+    assert in_bboxes(r, c, [EXCLUDED]).any()
+
+
+def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
+    usecase = get_usecase("landcover-global")
+    metrics = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[EXCLUDED]))
+    assert {"overall_accuracy", "macro_f1", "kappa", "per_class"} <= set(metrics)
+    assert metrics["bboxes"] == [str(EXCLUDED)]
+    assert metrics["n_samples"] > 1000  # every labelled igbp7 pixel in the box
+    assert "evergreen broadleaf forest" in metrics["per_class"]
+    assert 0.0 <= metrics["overall_accuracy"] <= 1.0
+
+
+def test_bad_protocol_and_bbox_are_clear_errors(
+    trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(EarthOpsError, match="unknown protocol 'igbp9'.*igbp7, igbp17"):
+        TrainConfig.from_options(TrainOptions(protocol="igbp9"))
+    with pytest.raises(EarthOpsError, match="minx,miny,maxx,maxy"):
+        BBox.parse("10,20,30")
+    with pytest.raises(EarthOpsError, match="minx<maxx"):
+        BBox.parse("30,0,10,10")
+    usecase = get_usecase("landcover-global")
+    with pytest.raises(EarthOpsError, match="no labelled pixels"):  # outside the grid region
+        usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[BBox.parse("100,0,110,10")]))
+    with pytest.raises(EarthOpsError, match="needs classes"):
+        usecase.evaluate(trained["model_uri"], EvalOptions(protocol="igbp17"))
+    with pytest.raises(DataError, match="outside the feature grid"):
+        load_feature_grid(GridSpec.model_validate(GRID)).values(np.array([10]), np.array([10]))
+    monkeypatch.setattr(
+        sys, "argv", ["earthops", "train", "landcover-global", "--protocol", "igbp9"]
+    )
+    saved = structlog.get_config()  # the CLI points logging at the captured streams
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        structlog.configure(**saved)
+    assert exit_info.value.code == 1
+    printed = capsys.readouterr()
+    assert "unknown protocol 'igbp9'" in printed.out + printed.err
+    assert "Traceback" not in printed.out + printed.err
+
+
+def test_map_is_a_valid_cog_with_palette(trained: dict[str, Any], tmp_path: Path) -> None:
+    usecase = get_usecase("landcover-global")
+    out = usecase.predict_raster(trained["model_uri"], [], tmp_path / "igbp.tif")
+    report = validate_cog(out)
+    assert report.is_valid, report.errors
+    with rasterio.open(out) as ds:
+        assert ds.count == 1 and ds.dtypes[0] == "uint8" and ds.overviews(1)
+        assert ds.crs.to_epsg() == 4326
+        left, bottom, right, top = ds.bounds
+        assert (left, bottom, right, top) == pytest.approx(REGION, abs=0.2)
+        cmap = ds.colormap(1)
+        values = np.unique(ds.read(1))
+    assert set(values.tolist()) - {255} <= set(range(7))
+    assert len(set(values.tolist()) - {255}) >= 4  # a real map, not one class
+    names = read_class_names(out)
+    assert names[0] == "water" and names[2] == "evergreen broadleaf forest"
+    assert cmap[2][:3] != cmap[0][:3]
+
+    prob = usecase.predict_raster(
+        trained["model_uri"], [], tmp_path / "igbp_p.tif", with_probability=True
+    )
+    assert validate_cog(prob).is_valid
+    with rasterio.open(prob) as ds:
+        assert ds.count == 2 and ds.descriptions == ("igbp", "max_probability_pct")
+        p = ds.read(2)
+    assert 0 < p.max() <= 100
+
+
+def test_mismatched_map_inputs_raise_signature_error(
+    trained: dict[str, Any], mirror: Path, tmp_path: Path
+) -> None:
+    usecase = get_usecase("landcover-global")
+    uri, out = trained["model_uri"], tmp_path / "never.tif"
+    mcd = mirror / "modis" / "MCD12C1.A2019001.006.2020220162300.tif"
+    with pytest.raises(SignatureError, match=r"koppen-geiger\): shape 7200x3600"):
+        usecase.predict_raster(uri, [mcd], out)
+    wrong_crs = tmp_path / "rgb_3857.tif"
+    with rasterio.open(
+        wrong_crs, "w", driver="GTiff", width=5400, height=2700, count=3, dtype="uint8",
+        crs="EPSG:3857", transform=from_bounds(-2e7, -1e7, 2e7, 1e7, 5400, 2700),
+        compress="deflate",
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((3, 2700, 5400), dtype=np.uint8))
+    with pytest.raises(SignatureError, match="CRS EPSG:3857; the model expects EPSG:4326"):
+        usecase.predict_raster(uri, [wrong_crs], out)
+    two_band = tmp_path / "two.tif"
+    with rasterio.open(
+        two_band, "w", driver="GTiff", width=8, height=8, count=2, dtype="uint8"
+    ) as dst:
+        dst.write(np.zeros((2, 8, 8), dtype=np.uint8))
+    with pytest.raises(SignatureError, match="2 band"):
+        usecase.predict_raster(uri, [two_band], out)
+    assert not out.exists()
+
+
+def test_vit_member_reads_blue_marble_chips(mirror: Path) -> None:
+    """A model with a ViT member takes the flattened chips from its input table."""
+    from earthops.features.global_grid import chip_columns, extract_chips, flatten_chips
+    from earthops.models.vit import ViTClassifier
+    from earthops.usecases.landcover_global import GlobalLandCoverModel, _vit_input
+
+    labels = read_labels()
+    rows, cols = sample_pixels(labels, (0, 2, 6), 60, seed=5)
+    y = labels[rows, cols]
+    chips = extract_chips(rows, cols, 8)
+    assert chips.shape == (rows.size, 3, 8, 8) and chips.dtype == np.uint8
+    vit = ViTClassifier(patch_size=4, dim=16, depth=1, heads=2, epochs=2, batch_size=64)
+    model = GlobalLandCoverModel(
+        members={"vit": vit.fit(_vit_input(chips), y)},
+        feature_names=["lat"],
+        classes=[0, 2, 6],
+        chip_size=8,
+    )
+    table = pd.concat(
+        [
+            pd.DataFrame({"lat": np.zeros(rows.size)}),
+            pd.DataFrame(flatten_chips(chips), columns=chip_columns(8)),
+        ],
+        axis=1,
+    )
+    proba = model.predict_proba(table)
+    assert proba.shape == (rows.size, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(EarthOpsError, match="chips are required"):
+        model.proba_arrays(np.zeros((2, 1), dtype=np.float32))
