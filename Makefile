@@ -11,6 +11,9 @@ endif
 # No network here: keep Prefect's telemetry off.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+# OpenMP threads (LightGBM, XGBoost) sleep instead of spinning while they wait: spinning
+# threads starve each other on a small shared machine (block CV: 25 min -> 2 min).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install run test bench lint format clean
 

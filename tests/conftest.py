@@ -18,6 +18,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("EARTHOPS_DATA_DIR", str(MIRROR))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
         """Settings that third-party libraries read from the environment (Prefect, MLflow)."""
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         os.environ.setdefault("DO_NOT_TRACK", "1")
+        # read by OpenMP when LightGBM/XGBoost first load (after this, in the CLI)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         os.environ.setdefault("PREFECT_HOME", str(self.home_dir / "prefect"))
         os.environ.setdefault("MLFLOW_TRACKING_URI", self.mlflow_tracking_uri)
 
