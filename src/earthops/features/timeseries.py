@@ -3,7 +3,10 @@
 Features: the raw band values per date, and per band (by default the vegetation indices)
 phenology statistics: min/max/mean/std/percentiles, amplitude, peak and trough timing
 (date index), trapezoid integral, seasonal quarter means, and first-derivative statistics
-(max green-up / senescence rates and their timing). :class:`TimeSeriesFeatures` is the same
+(max green-up / senescence rates and their timing), the season from half-amplitude crossings
+(start, end, length, fraction above half), the number of peaks and the second (off-season
+crop) peak's height and timing, the drop from peak to the series end and mean curvature.
+Derived index series (NDMI from nir/mir, NIRv = NDVI×nir) join the bands. :class:`TimeSeriesFeatures` is the same
 computation as a stateless sklearn transformer on flat ``(n, time*band)`` rows, so a logged
 model pipeline takes raw pixels or samples and nothing else.
 """
@@ -17,7 +20,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 #: bands that get phenology statistics by default when present
-VEGETATION_INDICES = ("ndvi", "evi", "ndmi")
+VEGETATION_INDICES = ("ndvi", "evi", "ndmi", "nirv")
 PHENOLOGY_STATS = (
     "min",
     "max",
@@ -39,6 +42,15 @@ PHENOLOGY_STATS = (
     "greenup_time",
     "senescence_time",
     "abs_diff_mean",
+    "season_start",
+    "season_end",
+    "season_length",
+    "frac_above_half",
+    "n_peaks",
+    "second_peak",
+    "second_peak_time",
+    "peak_to_end",
+    "curvature_mean",
 )
 
 
@@ -84,6 +96,25 @@ def phenology_features(series: np.ndarray) -> np.ndarray:
     lo, hi = x.min(axis=1), x.max(axis=1)
     quarters = [x[:, part].mean(axis=1) for part in np.array_split(np.arange(t), 4)]
     columns = [
+        *_basic(x, diff, lo, hi, p10, median, p90, quarters),
+        *_season(x, lo, hi),
+        *_peaks(x, hi),
+        (np.abs(np.diff(diff, axis=1)).mean(axis=1) if t > 2 else np.zeros(n, np.float32)),
+    ]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _basic(
+    x: np.ndarray,
+    diff: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    p10: np.ndarray,
+    median: np.ndarray,
+    p90: np.ndarray,
+    quarters: list[np.ndarray],
+) -> list[np.ndarray]:
+    return [
         lo,
         hi,
         x.mean(axis=1),
@@ -102,19 +133,57 @@ def phenology_features(series: np.ndarray) -> np.ndarray:
         np.argmin(diff, axis=1),
         np.abs(diff).mean(axis=1),
     ]
-    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _season(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Season start/end (first/last date above half amplitude), length, fraction above half."""
+    t = x.shape[1]
+    above = x >= ((lo + hi) / 2)[:, None]
+    start = np.argmax(above, axis=1)
+    end = t - 1 - np.argmax(above[:, ::-1], axis=1)
+    return [start, end, end - start + 1, above.mean(axis=1)]
+
+
+def _peaks(x: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Number of prominent local maxima, the second highest one and its date, peak-to-end drop.
+
+    A local maximum counts when it rises at least 10 % of the series amplitude above the lowest
+    value between it and the previous counted peak (double cropping shows two).
+    """
+    n = x.shape[0]
+    amp = np.maximum(hi - x.min(axis=1), 1e-6)
+    local = np.zeros_like(x, dtype=bool)
+    local[:, 1:-1] = (x[:, 1:-1] >= x[:, :-2]) & (x[:, 1:-1] > x[:, 2:])
+    # prominence on each side: rise above the minimum between the peak and the series ends
+    left_min = np.minimum.accumulate(x, axis=1)
+    right_min = np.minimum.accumulate(x[:, ::-1], axis=1)[:, ::-1]
+    prominent = local & (x - np.maximum(left_min, right_min) >= 0.1 * amp[:, None])
+    n_peaks = prominent.sum(axis=1)
+    main = np.argmax(x, axis=1)
+    masked = np.where(prominent, x, -np.inf)
+    masked[np.arange(n), main] = -np.inf
+    second_t = np.argmax(masked, axis=1)
+    has_second = np.isfinite(masked[np.arange(n), second_t])
+    second = np.where(has_second, x[np.arange(n), second_t], x.min(axis=1))  # none: the minimum
+    second_t = np.where(has_second, second_t, -1)
+    return [n_peaks, second, second_t, hi - x[:, -1]]
 
 
 def derived_indices(array: np.ndarray, bands: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Extra index series the bands allow (NDMI from nir and mir), shaped ``(n, time, k)``."""
+    """Extra index series the bands allow, shaped ``(n, time, k)``: NDMI from nir and mir,
+    NIRv (NDVI × nir) from ndvi and nir."""
     names, series = [], []
+    band_list = list(bands)
     if {"nir", "mir"} <= set(bands) and "ndmi" not in bands:
-        nir, mir = array[..., list(bands).index("nir")], array[..., list(bands).index("mir")]
+        nir, mir = array[..., band_list.index("nir")], array[..., band_list.index("mir")]
         with np.errstate(divide="ignore", invalid="ignore"):
             series.append((nir - mir) / (nir + mir))
         names.append("ndmi")
+    if {"ndvi", "nir"} <= set(bands) and "nirv" not in bands:
+        series.append(array[..., band_list.index("ndvi")] * array[..., band_list.index("nir")])
+        names.append("nirv")
     if not series:
-        return np.empty(array.shape[:2] + (0,), np.float32), []
+        return np.empty((*array.shape[:2], 0), np.float32), []
     return np.stack(series, axis=-1).astype(np.float32), names
 
 
