@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +15,7 @@ import pandas as pd
 import pytest
 import structlog
 
+from earthops import devservices
 from earthops.errors import DataError, EarthOpsError
 from earthops.featurestore import (
     OnlineStoreError,
@@ -33,12 +32,6 @@ from earthops.featurestore.tables import load_surveys, survey_features, survey_t
 from earthops.settings import Settings, get_settings
 
 HONOLII_SITE = 8712  # the survey site nearest the CoralTemp Honoliʻi pixel (Hawaiʻi)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -68,44 +61,10 @@ def use_repo(repo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server on 127.0.0.1 (free port), stopped at the end of the module."""
-    exe = shutil.which("redis-server")
-    if exe is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (apt-get install -y redis-server)")
-    import redis
-
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with devservices.redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -309,7 +268,7 @@ def test_redis_keys_expire_after_the_online_ttl(
 def test_redis_unreachable_is_a_clear_error_and_loses_nothing(
     use_repo: Path, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}"
+    dead = f"redis://127.0.0.1:{devservices.free_port()}"
     before = _digest(use_repo)
     monkeypatch.setenv("EARTHOPS_ONLINE_STORE", dead)
     get_settings.cache_clear()

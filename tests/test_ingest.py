@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 import sys
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 import structlog
 
 from earthops.data.tables import read_coraltemp_csv
+from earthops.devservices import free_port
 from earthops.errors import DataError
 from earthops.features.thermal import thermal_features
 from earthops.featurestore import OnlineStoreError, apply, get_online, offline
@@ -316,7 +316,7 @@ def test_bad_sources_and_unknown_sites_are_clear_errors(
         run_stream(tmp_path / "x.csv", site_id=123456789)
     with pytest.raises(DataError, match="no such file"):
         run_stream(tmp_path / "missing.csv", site_id=SITE)
-    dead = f"http://127.0.0.1:{_free_port()}/erddap/tabledap/x.json"
+    dead = f"http://127.0.0.1:{free_port()}/erddap/tabledap/x.json"
     with pytest.raises(DataError, match="endpoint unreachable after 2 poll"):
         run_stream(dead, site_id=SITE, poll_interval=0.01, idle_polls=2)
     csv = tmp_path / "nosite.csv"
@@ -353,7 +353,7 @@ def test_online_store_failure_keeps_offline_records_and_restart_completes(
 ) -> None:
     url, _ = server
     valid, _, _ = stream_2021
-    dead = f"redis://127.0.0.1:{_free_port()}"
+    dead = f"redis://127.0.0.1:{free_port()}"
     monkeypatch.setenv("EARTHOPS_ONLINE_STORE", dead)
     get_settings.cache_clear()
     with pytest.raises(OnlineStoreError, match="unreachable"):
@@ -381,9 +381,3 @@ def test_online_store_failure_keeps_offline_records_and_restart_completes(
     assert second.duplicates == 0
     _assert_store_complete(repo, coraltemp)
     assert get_online(SITE)["sst"] == pytest.approx(valid["sst"].iloc[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

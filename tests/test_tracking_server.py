@@ -14,7 +14,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import httpx
 import pytest
 
 from earthops.data import catalog
+from earthops.devservices import free_port
 from earthops.settings import get_settings
 
 pytestmark = pytest.mark.services
@@ -40,12 +40,6 @@ def _pg_bin(name: str) -> str | None:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _as_service_user(root: Path) -> list[str]:
@@ -82,7 +76,7 @@ def postgres() -> Iterator[str]:
     root.chmod(0o755)
     data = root / "data"
     prefix = _as_service_user(root)
-    port = _free_port()
+    port = free_port()
     _run(
         [
             *prefix,
@@ -114,7 +108,7 @@ def postgres() -> Iterator[str]:
 def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` on PostgreSQL with proxied artifacts; yields its http URL."""
     artifacts = tmp_path_factory.mktemp("mlflow_artifacts")
-    port = _free_port()
+    port = free_port()
     log_path = artifacts.parent / "mlflow-server.log"
     cmd = [
         str(Path(sys.executable).with_name("mlflow")),
