@@ -1,7 +1,7 @@
 """Bayesian hyper-parameter tuning: Optuna TPE + median pruning over a use case's CV folds.
 
 A use case takes part by exposing ``tuning_problem(options) -> TuningProblem`` (duck-typed;
-the generic layers never import a use case), or through :func:`register_problem` here.
+the generic layers never import a use case).
 The problem's folds must come from the *training* part of the use case's honest split:
 the test rows never enter a study.
 
@@ -30,7 +30,6 @@ log = get_logger(__name__)
 
 SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
 Scorer = Callable[[Any, Any, np.ndarray], float]
-ProblemBuilder = Callable[[Any, TrainOptions], "TuningProblem"]
 
 
 @dataclass
@@ -81,26 +80,15 @@ def _take(X: Any, mask: np.ndarray) -> Any:
     return X.iloc[mask] if hasattr(X, "iloc") else X[mask]
 
 
-_PROBLEMS: dict[str, ProblemBuilder] = {}
-
-
-def register_problem(usecase: str, builder: ProblemBuilder) -> None:
-    """Declare how to tune ``usecase`` when its class has no ``tuning_problem`` method."""
-    _PROBLEMS[usecase] = builder
-
-
 def problem_for(usecase: Any, options: TrainOptions) -> TuningProblem:
-    """The use case's tuning problem (its own hook first, then this module's registry)."""
+    """The use case's tuning problem, from its ``tuning_problem(options)`` method."""
     hook = getattr(usecase, "tuning_problem", None)
-    if callable(hook):
-        return hook(options)
-    builder = _PROBLEMS.get(usecase.name)
-    if builder is None:
+    if not callable(hook):
         raise EarthOpsError(
             f"use case '{usecase.name}' declares no search space; expected a "
-            "`tuning_problem(options)` method or earthops.models.tuning.register_problem()"
+            "`tuning_problem(options)` method"
         )
-    return builder(usecase, options)
+    return hook(options)
 
 
 # ------------------------------------------------------------------------------ storage
@@ -310,52 +298,3 @@ def macro_f1_score(est: Any, X: Any, y: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
     return float(f1_score(y, est.predict(X), average="macro"))
-
-
-def _timeseries_problem(usecase: Any, options: TrainOptions) -> TuningProblem:
-    """landcover-timeseries: the LightGBM member on the series features, stratified folds.
-
-    The folds use a different shuffle seed than the use case's reporting CV; the use case has
-    no separate test set, so its CV metrics after tuning carry some selection optimism.
-    """
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-
-    from earthops.data.samples import read_mod13q1_samples
-    from earthops.features.timeseries import TimeSeriesFeatures
-    from earthops.models.estimators import make_classifier
-    from earthops.usecases import landcover_timeseries as lt
-
-    cfg = lt.TrainConfig.from_options(options)
-    samples = read_mod13q1_samples(options.dataset)
-    bands, index = lt.protocol_layout(cfg.protocol, samples.bands, samples.n_times)
-    X, y = lt.sample_rows(samples, bands, index), np.asarray(samples.labels)
-    folds = np.full(len(y), -1)
-    splitter = StratifiedKFold(n_splits=cfg.n_folds, shuffle=True, random_state=cfg.seed + 1)
-    for k, (_, val) in enumerate(splitter.split(X, y)):
-        folds[val] = k
-    base = dict(cfg.lgbm_params)
-
-    def space(trial: optuna.Trial) -> dict[str, Any]:
-        return {
-            "n_estimators": trial.suggest_int("n_estimators", 30, 120 if options.fast else 600),
-            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
-            "num_leaves": trial.suggest_int("num_leaves", 7, 63),
-            "min_child_samples": trial.suggest_int("min_child_samples", 5, 40),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-2, 10.0, log=True),
-        }
-
-    def make(params: dict[str, Any]) -> Any:
-        return make_pipeline(
-            TimeSeriesFeatures(bands=bands, n_dates=len(index)),
-            make_classifier("lightgbm", **{**base, **params}),
-        )
-
-    return TuningProblem(
-        X=X, y=y, folds=folds, make_estimator=make, search_space=space,
-        score=macro_f1_score, metric="macro_f1",
-    )  # fmt: skip
-
-
-register_problem("landcover-timeseries", _timeseries_problem)
