@@ -30,7 +30,9 @@ def mirror() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def earthops_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def earthops_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test gets its own EarthOps home (MLflow store, caches, outputs)."""
     from earthops.settings import get_settings
 

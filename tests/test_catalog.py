@@ -116,7 +116,7 @@ def test_cli_verify_ok_and_truncated_fails_without_traceback(
     local = _mirror_copy(mirror, tmp_path / "mirror")
     rel = "modis/bmng_2004_5400x2700.jpg"
     (local / rel).unlink()
-    (local / rel).write_bytes((mirror / rel).read_bytes()[: 4096])
+    (local / rel).write_bytes((mirror / rel).read_bytes()[:4096])
     bad = run_cli("data", "verify", data_dir=local, home=tmp_path / "h2")
     assert bad.returncode != 0
     assert "bmng_2004_5400x2700.jpg" in bad.stdout

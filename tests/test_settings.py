@@ -34,9 +34,7 @@ def test_environment_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert s.dask_scheduler == "tcp://127.0.0.1:8786"
 
 
-@pytest.mark.parametrize(
-    "text", ["1,2,3", "a,b,c,d", "10,0,5,5", "-200,0,0,10", "0,-95,10,10"]
-)
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "10,0,5,5", "-200,0,0,10", "0,-95,10,10"])
 def test_bad_bbox_is_a_clear_error(text: str) -> None:
     with pytest.raises(EarthOpsError, match=f"bbox '{text}'"):
         BBox.parse(text)

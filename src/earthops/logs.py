@@ -26,9 +26,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     """Configure structlog once: key-value console output, or JSON lines."""
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
     renderer = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

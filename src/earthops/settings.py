@@ -15,7 +15,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="EARTHOPS_", extra="ignore")
 
-    home: Path = Field(default=Path(".earthops"), description="Working home: stores, caches, outputs.")
+    home: Path = Field(
+        default=Path(".earthops"), description="Working home: stores, caches, outputs."
+    )
     data_dir: Path | None = Field(
         default=None, description="Local mirror of the public datasets (read first)."
     )
@@ -26,19 +28,27 @@ class Settings(BaseSettings):
     registry_uri: str | None = Field(default=None, description="MLflow registry URI.")
     artifact_root: Path | None = Field(default=None, description="Default <home>/mlartifacts.")
     approved_models: Path | None = Field(
-        default=None, description="Review-gated approved-models list; default <home>/approved_models.txt."
+        default=None,
+        description="Review-gated approved-models list; default <home>/approved_models.txt.",
     )
     gates: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="Per-use-case gate overrides, JSON: {usecase: {metric: minimum}} (merged over the use case's gate).",
     )
     max_regression: float = Field(
-        default=0.02, description="Largest primary-metric drop vs the champion a promotion may bring."
+        default=0.02,
+        description="Largest primary-metric drop vs the champion a promotion may bring.",
     )
-    feature_repo: Path | None = Field(default=None, description="Feast repo dir; default <home>/feature_repo.")
-    online_store: str = Field(default="sqlite", description="'sqlite' or a redis connection string.")
+    feature_repo: Path | None = Field(
+        default=None, description="Feast repo dir; default <home>/feature_repo."
+    )
+    online_store: str = Field(
+        default="sqlite", description="'sqlite' or a redis connection string."
+    )
     online_ttl_hours: float = 8.0
-    optuna_storage: str | None = Field(default=None, description="Default sqlite:///<home>/optuna.db.")
+    optuna_storage: str | None = Field(
+        default=None, description="Default sqlite:///<home>/optuna.db."
+    )
     dask_scheduler: str | None = Field(
         default=None, description="dask.distributed scheduler address; None = threaded."
     )
@@ -46,7 +56,8 @@ class Settings(BaseSettings):
     log_json: bool = False
     seed: int = 42
     reef_grid: Path | None = Field(
-        default=None, description="SST/DHW NetCDF cube for the reef ViT chip branch (off when unset)."
+        default=None,
+        description="SST/DHW NetCDF cube for the reef ViT chip branch (off when unset).",
     )
 
     # ---- derived locations -------------------------------------------------
@@ -70,7 +81,9 @@ class Settings(BaseSettings):
 
     @property
     def approved_models_path(self) -> Path:
-        return (self.approved_models or self.home_dir / "approved_models.txt").expanduser().resolve()
+        return (
+            (self.approved_models or self.home_dir / "approved_models.txt").expanduser().resolve()
+        )
 
     @property
     def feature_repo_dir(self) -> Path:

@@ -15,7 +15,9 @@ app = typer.Typer(help="Named datasets: list, fetch, verify.", no_args_is_help=T
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """List the datasets in the catalog."""
     entries = list(catalog.CATALOG.values())
     if as_json:
@@ -41,7 +43,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
 
 
 @app.command()
-def fetch(names: Annotated[list[str] | None, typer.Argument(help="Dataset names (default: all).")] = None) -> None:
+def fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names (default: all).")] = None,
+) -> None:
     """Resolve datasets: local mirror first, else download into the cache (checksums verified)."""
     for name in names or list(catalog.CATALOG):
         paths = catalog.resolve(name)
@@ -49,7 +53,9 @@ def fetch(names: Annotated[list[str] | None, typer.Argument(help="Dataset names 
 
 
 @app.command()
-def verify(names: Annotated[list[str] | None, typer.Argument(help="Dataset names (default: all).")] = None) -> None:
+def verify(
+    names: Annotated[list[str] | None, typer.Argument(help="Dataset names (default: all).")] = None,
+) -> None:
     """Verify every file's SHA-256; exit non-zero if any fails."""
     results = catalog.verify(names or None)
     failed = [r for r in results if not r.ok]

@@ -22,13 +22,21 @@ def register(app: typer.Typer) -> None:
 
 
 def train(
-    usecase: Annotated[str, typer.Argument(help="landcover-global | landcover-timeseries | reef-bleaching")],
-    dataset: Annotated[Path | None, typer.Option(help="Labelled dataset (default: catalog).")] = None,
-    protocol: Annotated[str | None, typer.Option(help="Use-case protocol, e.g. igbp7, igbp17.")] = None,
+    usecase: Annotated[
+        str, typer.Argument(help="landcover-global | landcover-timeseries | reef-bleaching")
+    ],
+    dataset: Annotated[
+        Path | None, typer.Option(help="Labelled dataset (default: catalog).")
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="Use-case protocol, e.g. igbp7, igbp17.")
+    ] = None,
     exclude_bbox: Annotated[
         list[str] | None, typer.Option("--exclude-bbox", help="minx,miny,maxx,maxy; repeatable.")
     ] = None,
-    register_model: Annotated[bool, typer.Option("--register", help="Register the model version.")] = False,
+    register_model: Annotated[
+        bool, typer.Option("--register", help="Register the model version.")
+    ] = False,
     fast: Annotated[bool, typer.Option(help="Reduced-cost run.")] = False,
     metrics_out: MetricsOut = None,
 ) -> None:
@@ -51,10 +59,16 @@ def train(
 
 def evaluate(
     usecase: Annotated[str, typer.Argument(help="Use case name.")],
-    model: Annotated[str, typer.Option("--model", help="MODEL_URI (models:/name@champion, runs:/…).")],
-    dataset: Annotated[Path | None, typer.Option(help="Labelled dataset in the use case's format.")] = None,
+    model: Annotated[
+        str, typer.Option("--model", help="MODEL_URI (models:/name@champion, runs:/…).")
+    ],
+    dataset: Annotated[
+        Path | None, typer.Option(help="Labelled dataset in the use case's format.")
+    ] = None,
     protocol: Annotated[str | None, typer.Option(help="Use-case protocol.")] = None,
-    bbox: Annotated[list[str] | None, typer.Option("--bbox", help="Score inside this region.")] = None,
+    bbox: Annotated[
+        list[str] | None, typer.Option("--bbox", help="Score inside this region.")
+    ] = None,
     metrics_out: MetricsOut = None,
 ) -> None:
     """Score a logged model on a labelled dataset."""

@@ -118,18 +118,66 @@ CATALOG: dict[str, CatalogEntry] = {
             title="Sinop (Mato Grosso) MOD13Q1 NDVI cube, 12 dates 2013-09..2014-08",
             kind="cube",
             files=(
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-09-14.jp2", "5c1c1e731e21798e517fd6d475ce50616fe08a739367aaa6777fa3cdc35a3fd8", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-09-14.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-10-16.jp2", "45059447b73f050bc6bcf69c5c38e9438fa4dc62738e9445060898883fd62efe", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-10-16.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-11-17.jp2", "5ef3f6bc032f126522a481e1055127f649bb4d33cffffbf6a50b069a906f20fd", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-11-17.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-12-19.jp2", "a554fcfd6586da05ff71558b5d93780c6c95400daf2052db871247ee4f24200d", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-12-19.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-01-17.jp2", "8dc872f9a66da8cd935efc895c59439dc41b627ac3498c1a4ab37ea9c7e3a9c3", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-01-17.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-02-18.jp2", "7019bc050a17fc9c39971067e21dd52b64c9b8b98d5421d626eed4338e9b9135", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-02-18.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-03-22.jp2", "64648b2bf976b9d483ac38e2abad2983b4e399cd9c1ac2bbd3c187a083a0dea7", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-03-22.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-04-23.jp2", "7b91c8ec88f33477667f89a365225ea22b9cedfb7c75ed75d991dd0b349a3c51", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-04-23.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-05-25.jp2", "1127b38afc5264d99cc894c68faa5e81497f0e89bad2d996773fb1e527b50749", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-05-25.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-06-26.jp2", "a15c97267e0ed56b94cba922cad497d90987696688fbc65bb2caf8c88e9cad4e", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-06-26.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-07-28.jp2", "966c8eb99cd6dd0c301c01639a9c18c95fd4ca87751ca9c76d06d295adcf72de", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-07-28.jp2"),
-        CatalogFile("landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-08-29.jp2", "ce97c9cc6116efddc4986074fcb698f55465bb9c5dfc60e608bbe0a5c976dd40", _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-08-29.jp2"),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-09-14.jp2",
+                    "5c1c1e731e21798e517fd6d475ce50616fe08a739367aaa6777fa3cdc35a3fd8",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-09-14.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-10-16.jp2",
+                    "45059447b73f050bc6bcf69c5c38e9438fa4dc62738e9445060898883fd62efe",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-10-16.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-11-17.jp2",
+                    "5ef3f6bc032f126522a481e1055127f649bb4d33cffffbf6a50b069a906f20fd",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-11-17.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2013-12-19.jp2",
+                    "a554fcfd6586da05ff71558b5d93780c6c95400daf2052db871247ee4f24200d",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2013-12-19.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-01-17.jp2",
+                    "8dc872f9a66da8cd935efc895c59439dc41b627ac3498c1a4ab37ea9c7e3a9c3",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-01-17.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-02-18.jp2",
+                    "7019bc050a17fc9c39971067e21dd52b64c9b8b98d5421d626eed4338e9b9135",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-02-18.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-03-22.jp2",
+                    "64648b2bf976b9d483ac38e2abad2983b4e399cd9c1ac2bbd3c187a083a0dea7",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-03-22.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-04-23.jp2",
+                    "7b91c8ec88f33477667f89a365225ea22b9cedfb7c75ed75d991dd0b349a3c51",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-04-23.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-05-25.jp2",
+                    "1127b38afc5264d99cc894c68faa5e81497f0e89bad2d996773fb1e527b50749",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-05-25.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-06-26.jp2",
+                    "a15c97267e0ed56b94cba922cad497d90987696688fbc65bb2caf8c88e9cad4e",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-06-26.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-07-28.jp2",
+                    "966c8eb99cd6dd0c301c01639a9c18c95fd4ca87751ca9c76d06d295adcf72de",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-07-28.jp2",
+                ),
+                CatalogFile(
+                    "landcover/sinop_mod13q1_ndvi/TERRA_MODIS_012010_NDVI_2014-08-29.jp2",
+                    "ce97c9cc6116efddc4986074fcb698f55465bb9c5dfc60e608bbe0a5c976dd40",
+                    _SITS_DATA + "TERRA_MODIS_012010_NDVI_2014-08-29.jp2",
+                ),
             ),
             citation="Didan, K. (2015). MOD13Q1 MODIS/Terra Vegetation Indices 16-Day L3 Global "
             "250m SIN Grid V006. doi:10.5067/MODIS/MOD13Q1.006 (as shipped with sits)",
@@ -268,7 +316,9 @@ def dataset_ref(name: str, settings: Settings | None = None) -> DatasetRef:
     return DatasetRef(name=name, uri=uri, digest=digest)
 
 
-def verify(names: Iterable[str] | None = None, settings: Settings | None = None) -> list[VerifyResult]:
+def verify(
+    names: Iterable[str] | None = None, settings: Settings | None = None
+) -> list[VerifyResult]:
     """Check every file of the named datasets (all by default); never raises for bad files."""
     settings = settings or get_settings()
     results: list[VerifyResult] = []

@@ -59,7 +59,11 @@ def array_digest(values: np.ndarray | xr.DataArray) -> str:
         for name in sorted(map(str, values.coords)):
             coord = values.coords[name].values
             h.update(name.encode())
-            h.update(np.ascontiguousarray(coord.astype(str) if coord.dtype == object else coord).tobytes())
+            h.update(
+                np.ascontiguousarray(
+                    coord.astype(str) if coord.dtype == object else coord
+                ).tobytes()
+            )
     return h.hexdigest()
 
 

@@ -77,7 +77,9 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, estimator: Any = None) -> None:
         self.estimator = estimator
 
-    def fit(self, X: Any, y: Any, sample_weight: np.ndarray | None = None) -> LabelEncodedClassifier:
+    def fit(
+        self, X: Any, y: Any, sample_weight: np.ndarray | None = None
+    ) -> LabelEncodedClassifier:
         if self.estimator is None:
             raise ValueError("LabelEncodedClassifier needs an estimator")
         if isinstance(X, pd.DataFrame):
@@ -149,7 +151,9 @@ def make_classifier(kind: str, **params: Any) -> Any:
         from earthops.models.vit import ViTClassifier
 
         return ViTClassifier(**params)
-    raise ValueError(f"unknown classifier kind '{kind}'; expected one of {(*CLASSIFIER_KINDS, 'vit')}")
+    raise ValueError(
+        f"unknown classifier kind '{kind}'; expected one of {(*CLASSIFIER_KINDS, 'vit')}"
+    )
 
 
 def make_regressor(kind: str, **params: Any) -> Any:

@@ -23,7 +23,9 @@ def get_usecase(name: str) -> UseCase:
     try:
         target = _USECASES[name]
     except KeyError:
-        raise EarthOpsError(f"unknown use case '{name}'; expected one of: {', '.join(names())}") from None
+        raise EarthOpsError(
+            f"unknown use case '{name}'; expected one of: {', '.join(names())}"
+        ) from None
     module_name, cls_name = target.split(":")
     try:
         module = import_module(module_name)
