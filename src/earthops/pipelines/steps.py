@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 def options_for(fast: bool, params: dict[str, Any] | None) -> TrainOptions:
     """The TrainOptions a pipeline run trains with (registration is the pipeline's own step)."""
-    return TrainOptions(fast=fast, params=dict(params or {}), register=False)
+    return TrainOptions(fast=fast, params=dict(params or {}))
 
 
 def _jsonable(value: Any) -> Any:

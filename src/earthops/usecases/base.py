@@ -52,7 +52,6 @@ class TrainOptions:
     dataset: Path | None = None
     protocol: str | None = None
     exclude_bboxes: list[BBox] = field(default_factory=list)
-    register: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     fast: bool = False  # reduced-cost run (smoke tests, make run on small machines)
 
