@@ -109,6 +109,13 @@ def test_fast_train_writes_design_keys_and_a_loadable_model(trained: dict[str, A
     assert trained["validation"]["n_folds"] == 3 and trained["validation"]["block_deg"] == 10.0
     assert trained["macro_f1"] > 0.5  # far from chance (1/7) even at smoke size
 
+    import mlflow
+
+    confusion = mlflow.artifacts.load_dict(f"runs:/{trained['run_id']}/confusion_matrix.json")
+    matrix = np.asarray(confusion["matrix"])
+    assert matrix.shape == (7, 7) and confusion["labels"][0] == "water"
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(trained["overall_accuracy"], abs=1e-4)
+
     model = load_model(trained["model_uri"])
     grid = load_feature_grid(GridSpec.model_validate(GRID))
     rows, cols = np.array([1500, 2000]), np.array([3700, 4000])

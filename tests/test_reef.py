@@ -315,3 +315,18 @@ def test_vit_branch_trains_on_chips_of_a_generated_cube(
     probs = model.member_probabilities(rows)
     assert list(probs.columns) == ["xgboost", "vit"]
     assert probs["vit"].between(0, 1).all() and probs["vit"].std() > 0
+
+
+def test_forward_test_roc_curve_is_logged_and_matches_the_auroc(
+    trained: tuple[dict, Path],
+) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    metrics, model_dir = trained
+    home = next(p for p in model_dir.parents if (p / "mlflow.db").exists())
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    local = client.download_artifacts(metrics["run_id"], "forward_test_curves.json", str(home))
+    roc = json.loads(Path(local).read_text())["roc"]
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(metrics["auroc"], abs=1e-6)

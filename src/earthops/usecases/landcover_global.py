@@ -559,6 +559,7 @@ class GlobalLandCover:
     def train(self, options: TrainOptions) -> dict[str, Any]:
         """Sample, block-CV every model, select, refit on all samples, log to MLflow."""
         from earthops.registry.tracking import (
+            log_confusion_matrix,
             log_dataset_refs,
             log_metrics_dict,
             log_model,
@@ -691,6 +692,7 @@ class GlobalLandCover:
             metrics["run_id"] = run.info.run_id
             metrics["runtime_s"] = round(time.perf_counter() - started, 1)
             log_metrics_dict({k: v for k, v in metrics.items() if k not in ("model_uri", "run_id")})
+            log_confusion_matrix(data.y, final_pred, list(classes), names=IGBP.names())
         return metrics
 
     def _sample(

@@ -89,6 +89,7 @@ from earthops.logs import get_logger
 from earthops.models.estimators import N_JOBS, SEED, make_classifier, make_regressor
 from earthops.registry.tracking import (
     load_model,
+    log_binary_curves,
     log_dataset_refs,
     log_metrics_dict,
     log_model,
@@ -730,7 +731,7 @@ class ReefBleaching:
                 ],
             },
         }
-        model_uri, run_id = self._log(deployed, rows, result, config, options)
+        model_uri, run_id = self._log(deployed, rows, result, config, options, (y_test, p_test))
         result["model_uri"] = model_uri
         result["run_id"] = run_id
         return result
@@ -916,7 +917,9 @@ class ReefBleaching:
         result: dict[str, Any],
         config: ReefConfig,
         options: TrainOptions,
+        forward_test: tuple[np.ndarray, np.ndarray],
     ) -> tuple[str, str]:
+        """Log the deployed model; ``forward_test`` (truth, probability) gives its ROC/PR curves."""
         with training_run(NAME, tags={"earthops.fast": str(config.fast).lower()}) as run:
             mlflow.log_params(
                 {
@@ -952,6 +955,7 @@ class ReefBleaching:
             )
             log_metrics_dict({k: v for k, v in result.items() if k not in ("rolling_origin",)})
             mlflow.log_dict(result, "reef_metrics_full.json")
+            log_binary_curves(*forward_test, artifact="forward_test_curves")
             # registration (``train --register``) is the generic registry layer's job
             return uri, run.info.run_id
 
