@@ -54,6 +54,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from earthops.data import catalog
 from earthops.data.identity import DatasetRef
@@ -509,8 +511,11 @@ def _choose(
     return best
 
 
-def _stacker(seed: int) -> LogisticRegression:
-    return LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+def _stacker(seed: int) -> Pipeline:
+    """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+    )
 
 
 def _log_training_pixels(data: _Sample, folds: np.ndarray) -> None:

@@ -49,7 +49,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
@@ -450,8 +450,9 @@ def _voters(models: tuple[str, ...]) -> list[str]:
     return others if len(others) >= 2 else list(models)
 
 
-def _stacker(cfg: TrainConfig) -> LogisticRegression:
-    return LogisticRegression(C=1.0, max_iter=2000)
+def _stacker(cfg: TrainConfig) -> Pipeline:
+    """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
 
 
 # ----------------------------------------------------------------------------- samples
