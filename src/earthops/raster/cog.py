@@ -1,8 +1,9 @@
-"""Write ``(band, y, x)`` DataArrays as Cloud-Optimized GeoTIFFs (rio-cogeo) and validate them.
+"""Write ``(band, y, x)`` DataArrays as Cloud-Optimized GeoTIFFs and validate them (rio-cogeo).
 
 Writing is two-step and memory-bounded: the (possibly lazy, dask-backed) array is stored chunk
-by chunk into a tiled intermediate GeoTIFF beside the output, which ``cog_translate`` turns into
-the COG (internal tiles, compression profile, overviews, band descriptions, palette, tags).
+by chunk into a tiled intermediate GeoTIFF beside the output (band descriptions, palette, tags),
+which GDAL's COG driver copies in one multithreaded pass into the COG (internal tiles,
+compression, overviews). Compression profiles are named as in rio-cogeo.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from affine import Affine
 from dask.callbacks import Callback
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.shutil import copy as gdal_copy
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.cogeo import cog_validate
 from rio_cogeo.profiles import cog_profiles
 
 from earthops.logs import get_logger, progress
@@ -33,8 +35,8 @@ log = get_logger(__name__)
 
 #: dataset tag holding ``{value: class name}`` as JSON when class names are given.
 CLASS_NAMES_TAG = "CLASS_NAMES"
-_IN_MEMORY_BYTES = 256 << 20  # rio-cogeo's temporary copy stays in RAM below this size
-_LEVEL_OPTION = {"deflate": "zlevel", "zstd": "zstd_level", "lerc_deflate": "zlevel"}
+#: profiles whose codec takes a compression level (GDAL's LEVEL creation option)
+_LEVELLED = {"deflate", "zstd", "lerc_deflate", "lerc_zstd"}
 _FLOAT_PREDICTOR = {"deflate", "zstd", "lzw", "lzma"}
 
 
@@ -184,16 +186,24 @@ def write_cog(
             nodata = float("nan")
     if profile not in cog_profiles:
         raise ValueError(f"unknown COG profile '{profile}'; known: {', '.join(cog_profiles)}")
-    dst_profile = dict(cog_profiles.get(profile))
-    dst_profile.update(blockxsize=blocksize, blockysize=blocksize)
+    options: dict[str, str] = {
+        "COMPRESS": str(cog_profiles.get(profile).get("compress", "NONE")).upper(),
+        "BLOCKSIZE": str(blocksize),
+        "BIGTIFF": "IF_SAFER",
+        "NUM_THREADS": "ALL_CPUS",
+        "OVERVIEW_RESAMPLING": (
+            overview_resampling or ("nearest" if categorical else "average")
+        ).upper(),
+    }
     if np.issubdtype(dtype, np.floating) and profile in _FLOAT_PREDICTOR:
-        dst_profile["predictor"] = 3
+        options["PREDICTOR"] = "YES"  # floating-point predictor (3) for float data
     if level is not None:
-        option = _LEVEL_OPTION.get(profile)
-        if option is None:
+        if profile not in _LEVELLED:
             raise ValueError(f"profile '{profile}' has no compression level")
-        dst_profile[option] = level
-    meta_tags = dict(tags or {})
+        options["LEVEL"] = str(level)
+    if overview_level is not None:
+        options["OVERVIEW_COUNT"] = str(overview_level)
+    meta_tags = {**(tags or {}), "OVERVIEW_RESAMPLING": options["OVERVIEW_RESAMPLING"]}
     if class_names:
         meta_tags[CLASS_NAMES_TAG] = json.dumps({str(k): v for k, v in sorted(class_names.items())})
     crs = data.rio.crs
@@ -240,18 +250,6 @@ def write_cog(
             else:
                 dst.write(np.asarray(arr, dtype=dtype))
         log.debug("cog.translate", path=str(path), bands=count, height=height, width=width)
-        cog_translate(
-            str(tmp_path),
-            str(path),
-            dst_profile,
-            nodata=nodata,
-            overview_resampling=overview_resampling or ("nearest" if categorical else "average"),
-            overview_level=overview_level,
-            colormap=_rgba(colormap) if colormap else None,
-            additional_cog_metadata=meta_tags or None,
-            in_memory=count * height * width * dtype.itemsize <= _IN_MEMORY_BYTES,
-            quiet=True,
-            config={"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_TIFF_OVR_BLOCKSIZE": str(blocksize)},
-        )
+        gdal_copy(str(tmp_path), str(path), driver="COG", **options)
     log.info("cog.written", path=str(path), bands=count, height=height, width=width)
     return path
