@@ -25,7 +25,7 @@ from earthops.raster.cog import read_class_names, validate_cog
 from earthops.registry.tracking import load_model
 from earthops.settings import get_settings
 from earthops.usecases import get_usecase
-from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.usecases.base import CLASSIFICATION_KEYS, BBox, EvalOptions, TrainOptions
 from earthops.usecases.landcover_global import (
     TRAINING_PIXELS,
     TrainConfig,
@@ -45,15 +45,6 @@ PARAMS: dict[str, Any] = {
     "rf_params": {"n_estimators": 40},
     "lgbm_params": {"n_estimators": 40},
     "n_per_class": 200,
-}
-DESIGN_KEYS = {
-    "overall_accuracy",
-    "macro_f1",
-    "kappa",
-    "per_class",
-    "baseline",
-    "model_uri",
-    "run_id",
 }
 
 
@@ -93,7 +84,7 @@ def _training_pixels(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def test_fast_train_writes_design_keys_and_a_loadable_model(trained: dict[str, Any]) -> None:
-    assert set(trained) >= DESIGN_KEYS
+    assert set(trained) >= CLASSIFICATION_KEYS
     for key in ("overall_accuracy", "macro_f1", "kappa"):
         assert 0.0 <= trained[key] <= 1.0
         assert 0.0 <= trained["baseline"][key] <= 1.0

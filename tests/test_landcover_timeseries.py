@@ -15,17 +15,8 @@ from earthops.data import catalog
 from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.raster.cog import read_class_names, validate_cog
 from earthops.usecases import get_usecase
-from earthops.usecases.base import EvalOptions, TrainOptions
+from earthops.usecases.base import CLASSIFICATION_KEYS, EvalOptions, TrainOptions
 
-DESIGN_KEYS = {
-    "overall_accuracy",
-    "macro_f1",
-    "kappa",
-    "per_class",
-    "baseline",
-    "model_uri",
-    "run_id",
-}
 CLASSES = {
     "Cerrado",
     "Fallow_Cotton",
@@ -67,7 +58,7 @@ def test_fast_train_writes_design_metrics_and_a_loadable_model(in_home: dict) ->
     from earthops.registry.tracking import load_model, model_metadata
 
     m = in_home["metrics"]
-    assert set(m) >= DESIGN_KEYS
+    assert set(m) >= CLASSIFICATION_KEYS
     assert set(m["per_class"]) == CLASSES
     assert {"overall_accuracy", "macro_f1", "kappa", "per_class"} <= set(m["baseline"])
     assert m["baseline"]["overall_accuracy"] == pytest.approx(

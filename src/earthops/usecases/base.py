@@ -13,6 +13,11 @@ from typing import Any, Protocol
 from earthops.data.identity import DatasetRef
 from earthops.errors import EarthOpsError
 
+#: keys every classification use case's metrics JSON carries (DESIGN's CLI contract)
+CLASSIFICATION_KEYS = frozenset(
+    {"overall_accuracy", "macro_f1", "kappa", "per_class", "baseline", "model_uri", "run_id"}
+)
+
 
 @dataclass(frozen=True)
 class BBox:
