@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from earthops.features.kernels import window_input
+
 #: properties, in the order of their integer codes (scikit-image names).
 PROPS: tuple[str, ...] = (
     "contrast",
@@ -406,18 +408,12 @@ def glcm_texture(
     ``angles`` in radians (as scikit-image). ``margin`` pixels on every side are context only;
     the result is ``(len(props), H - 2 margin, W - 2 margin)`` float32.
     """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd integer, got {window}")
+    arr = window_input(q, window, margin, np.uint8)
     if not 2 <= levels <= 255:
         raise ValueError(f"levels must be in 2..255, got {levels}")
     unknown = [p for p in props if p not in _PROP_CODE]
     if unknown:
         raise ValueError(f"unknown GLCM properties {unknown}; known: {', '.join(PROPS)}")
-    arr = np.ascontiguousarray(q, dtype=np.uint8)
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {arr.shape}")
-    if margin < 0 or 2 * margin >= min(arr.shape):
-        raise ValueError(f"margin {margin} too large for shape {arr.shape}")
     offsets, weights = glcm_offsets(distances, angles)
     codes = np.array([_PROP_CODE[p] for p in props], dtype=np.int64)
     dent, hom, lnt = _tables(window)

@@ -262,18 +262,24 @@ def _col_pass(rc, rs, rss, rmn, rmx, h, r, m, ext0, codes, y0, y1, out):  # prag
                     out[k, yo, x] = np.float32(amx[x])
 
 
-@njit(cache=True, nogil=True, fastmath=False)
-def _stats_serial(img, r, m, codes, out):  # pragma: no cover
-    h, w = img.shape
+@njit(cache=True, nogil=True)
+def _row_buffers(h, w, r, m):  # pragma: no cover
+    """Rows ``ext0..ext1`` the row pass covers, and its count/sum/sum²/min/max buffers."""
     ext0 = max(0, m - r)
     ext1 = min(h, h - m + r)
-    wo = w - 2 * m
-    shape = (ext1 - ext0, wo)
+    shape = (ext1 - ext0, w - 2 * m)
     rc = np.empty(shape, dtype=np.int32)
     rs = np.empty(shape, dtype=np.float64)
     rss = np.empty(shape, dtype=np.float64)
     rmn = np.empty(shape, dtype=np.float64)
     rmx = np.empty(shape, dtype=np.float64)
+    return ext0, ext1, rc, rs, rss, rmn, rmx
+
+
+@njit(cache=True, nogil=True, fastmath=False)
+def _stats_serial(img, r, m, codes, out):  # pragma: no cover
+    h, w = img.shape
+    ext0, ext1, rc, rs, rss, rmn, rmx = _row_buffers(h, w, r, m)
     _row_pass(img, r, m, ext0, ext0, ext1, rc, rs, rss, rmn, rmx)
     _col_pass(rc, rs, rss, rmn, rmx, h, r, m, ext0, codes, m, h - m, out)
 
@@ -281,15 +287,7 @@ def _stats_serial(img, r, m, codes, out):  # pragma: no cover
 @njit(parallel=True, cache=True, fastmath=False)
 def _stats_par(img, r, m, codes, nblk0, out):  # pragma: no cover
     h, w = img.shape
-    ext0 = max(0, m - r)
-    ext1 = min(h, h - m + r)
-    wo = w - 2 * m
-    shape = (ext1 - ext0, wo)
-    rc = np.empty(shape, dtype=np.int32)
-    rs = np.empty(shape, dtype=np.float64)
-    rss = np.empty(shape, dtype=np.float64)
-    rmn = np.empty(shape, dtype=np.float64)
-    rmx = np.empty(shape, dtype=np.float64)
+    ext0, ext1, rc, rs, rss, rmn, rmx = _row_buffers(h, w, r, m)
     nblk = max(1, min(ext1 - ext0, nblk0))
     step = (ext1 - ext0 + nblk - 1) // max(nblk, 1)
     for b in prange(nblk):
@@ -301,6 +299,19 @@ def _stats_par(img, r, m, codes, nblk0, out):  # pragma: no cover
     for b in prange(nblk):
         lo = m + b * step
         _col_pass(rc, rs, rss, rmn, rmx, h, r, m, ext0, codes, lo, min(h - m, lo + step), out)
+
+
+def window_input(img: np.ndarray, window: int, margin: int, dtype: type) -> np.ndarray:
+    """``img`` as a C-contiguous 2-D ``dtype`` array, checked for a ``window`` kernel that
+    leaves ``margin`` context pixels on every side (ValueError naming what is wrong)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd integer, got {window}")
+    arr = np.ascontiguousarray(img, dtype=dtype)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {arr.shape}")
+    if margin < 0 or 2 * margin >= min(arr.shape):
+        raise ValueError(f"margin {margin} too large for shape {arr.shape}")
+    return arr
 
 
 def window_stats(
@@ -317,16 +328,10 @@ def window_stats(
     ``margin`` pixels on every side are used as context only (no output there), so the result
     has shape ``(len(stats), H - 2 margin, W - 2 margin)``, float32.
     """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd integer, got {window}")
     unknown = [s for s in stats if s not in _STAT_CODE]
     if unknown:
         raise ValueError(f"unknown statistics {unknown}; known: {', '.join(STATS)}")
-    arr = np.ascontiguousarray(img, dtype=np.float32)
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {arr.shape}")
-    if margin < 0 or 2 * margin >= min(arr.shape):
-        raise ValueError(f"margin {margin} too large for shape {arr.shape}")
+    arr = window_input(img, window, margin, np.float32)
     codes = np.array([_STAT_CODE[s] for s in stats], dtype=np.int64)
     out = np.empty((len(stats), arr.shape[0] - 2 * margin, arr.shape[1] - 2 * margin), np.float32)
     if parallel:
