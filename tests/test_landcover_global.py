@@ -141,6 +141,38 @@ def test_excluded_box_never_in_training(trained: dict[str, Any]) -> None:
     assert in_bboxes(r, c, [EXCLUDED]).any()
 
 
+def test_area_proportional_probe_samples_the_map_population(trained: dict[str, Any]) -> None:
+    """The map-user estimate: land pixels of held-out blocks, never the excluded box."""
+    from earthops.usecases.landcover_global import _Sample, land_mask, probe_sample
+
+    area = trained["area_proportional"]
+    assert area["n_samples"] == 6000 and area["population_pixels"] > area["n_samples"]
+    for rule in ("model_decision", "prior_corrected"):
+        assert 0.3 < area[rule]["overall_accuracy"] <= 1.0  # a real model, not chance (1/7)
+
+    pixels = _training_pixels(trained)
+    labels = read_labels()
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    rows, cols = pixels["row"].to_numpy(), pixels["col"].to_numpy()
+    y, folds = pixels["label"].to_numpy(), pixels["fold"].to_numpy()
+    data = _Sample(rows, cols, y, grid.values(rows, cols))
+    cfg = TrainConfig.from_options(TrainOptions(protocol="igbp7", fast=True, params=dict(PARAMS)))
+    probe = probe_sample(labels, grid, data, folds, cfg, range(7), [EXCLUDED])
+    assert land_mask(grid)[probe.rows, probe.cols].all()
+    assert not in_bboxes(probe.rows, probe.cols, [EXCLUDED]).any()
+    assert np.isin(probe.y, range(7)).all()
+    fold_of_block = dict(zip(block_ids(rows, cols).tolist(), folds.tolist(), strict=False))
+    assert all(
+        fold_of_block[b] == f
+        for b, f in zip(block_ids(probe.rows, probe.cols), probe.fold, strict=True)
+    )
+    # the probe follows the map's class shares, not the balanced sample's 1/7 each
+    shares = np.bincount(probe.y, minlength=7) / probe.y.size
+    assert shares.max() > 0.25 and shares.min() < 0.05
+    # prior correction: population share / sample share, zero for classes never drawn
+    assert probe.priors.shape == (3, 7) and (probe.priors >= 0).all()
+
+
 def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
     usecase = get_usecase("landcover-global")
     metrics = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[EXCLUDED]))

@@ -12,8 +12,11 @@
   the balanced sample (so overall accuracy ≈ mean per-class recall). The headline metrics are
   selection-aware: each fold is predicted by the candidate chosen on the other folds, so the
   model choice never sees the fold it is scored on (``comparison`` has every candidate's
-  plain block-CV score). ``area_weighted`` adds the stratified (Olofsson et al. 2014)
-  estimate for the class proportions of the grid.
+  plain block-CV score). A balanced sample over-represents rare classes, so
+  ``area_proportional`` adds what a *map* user sees: a simple random sample of the land pixels
+  (Köppen-Geiger land, protocol classes) of the held-out blocks, each scored by the model of
+  its fold — with the model's own decision and with the Bayes prior correction
+  (probabilities × the class shares of the training blocks, Saerens et al. 2002).
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
   stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
   is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
@@ -139,6 +142,7 @@ class TrainConfig:
     models: tuple[str, ...] = field(default_factory=lambda: default_models())
     chip_size: int = 16
     min_gain: float = 0.003
+    probe_pixels: int = 40_000
     seed: int = 42
     rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
@@ -157,6 +161,7 @@ class TrainConfig:
                 cfg,
                 n_per_class=300,
                 n_folds=3,
+                probe_pixels=6000,
                 models=("rf", "lightgbm"),
                 rf_params={"n_estimators": 60},
                 lgbm_params={**_LGBM, "n_estimators": 80, "learning_rate": 0.15},
@@ -309,14 +314,12 @@ def block_folds(y: np.ndarray, blocks: np.ndarray, n_folds: int = 5, seed: int =
 
 # ----------------------------------------------------------------------------- metrics
 def classification_metrics(
-    y: np.ndarray, pred: np.ndarray, classes: Sequence[int], weights: np.ndarray | None = None
+    y: np.ndarray, pred: np.ndarray, classes: Sequence[int]
 ) -> dict[str, Any]:
     """``overall_accuracy``, ``macro_f1``, ``kappa`` and ``per_class`` (by IGBP name)."""
     labels = [c for c in classes if np.any(y == c)]
     names = IGBP.names()
-    p, r, f, _ = precision_recall_fscore_support(
-        y, pred, labels=labels, zero_division=0, sample_weight=weights
-    )
+    p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     per_class = {
         names[c]: {
             "precision": float(p[i]),
@@ -327,13 +330,9 @@ def classification_metrics(
         for i, c in enumerate(labels)
     }
     return {
-        "overall_accuracy": float(accuracy_score(y, pred, sample_weight=weights)),
-        "macro_f1": float(
-            f1_score(
-                y, pred, labels=labels, average="macro", zero_division=0, sample_weight=weights
-            )
-        ),
-        "kappa": float(cohen_kappa_score(y, pred, sample_weight=weights)),
+        "overall_accuracy": float(accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "kappa": float(cohen_kappa_score(y, pred)),
         "per_class": per_class,
         "n_samples": len(y),
     }
@@ -435,6 +434,95 @@ class _Sample:
     chips: np.ndarray | None = None
 
 
+@dataclass
+class _Probe:
+    """Area-proportional probe: a simple random sample of the map population.
+
+    The population is every land pixel (some Köppen-Geiger land) of the protocol's classes in
+    a block that has a fold; ``priors[k]`` re-weight the probabilities of the model trained
+    without fold ``k`` from its training-sample class shares to the population's shares
+    outside fold ``k`` (all that model may know).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    y: np.ndarray
+    X: np.ndarray
+    fold: np.ndarray
+    priors: np.ndarray  # (n_folds, classes): population share / training-sample share
+    population: int
+    chips: np.ndarray | None = None
+
+
+def land_mask(grid: FeatureGrid) -> np.ndarray:
+    """CMG-grid mask of the pixels inside ``grid``'s window holding some Köppen-Geiger land."""
+    layer = grid.spec.stored_names().index("koppen")
+    r0, r1, c0, c1 = grid.spec.window()
+    mask = np.zeros(GRID_SHAPE, dtype=bool)
+    mask[r0:r1, c0:c1] = np.asarray(grid.data[layer]) > 0
+    return mask
+
+
+def probe_sample(
+    labels: np.ndarray,
+    grid: FeatureGrid,
+    data: _Sample,
+    folds: np.ndarray,
+    cfg: TrainConfig,
+    classes: Sequence[int],
+    exclude: Sequence[BBox] = (),
+) -> _Probe:
+    """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels, seeded) for the block folds."""
+    sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
+    population = land_mask(grid) & np.isin(labels, classes)
+    if exclude:
+        population &= ~_box_mask(labels.shape, exclude)
+    rows, cols = np.nonzero(population)
+    blocks = block_ids(rows, cols, cfg.block_deg)
+    fold_of_block = np.full(max(int(blocks.max(initial=0)), int(sampled_blocks.max())) + 1, -1)
+    fold_of_block[sampled_blocks] = folds  # a block's samples share one fold
+    fold = fold_of_block[blocks]
+    rows, cols, fold = rows[fold >= 0], cols[fold >= 0], fold[fold >= 0]
+    y_all = labels[rows, cols].astype(np.int64)
+    priors = np.zeros((cfg.n_folds, len(classes)))
+    for k in range(cfg.n_folds):  # prior shift: population shares / training-sample shares
+        area = np.bincount(y_all[fold != k], minlength=max(classes) + 1)[list(classes)]
+        drawn = np.bincount(data.y[folds != k], minlength=max(classes) + 1)[list(classes)]
+        priors[k] = np.divide(
+            area / max(area.sum(), 1),
+            drawn / drawn.sum(),
+            out=np.zeros(len(classes)),
+            where=drawn > 0,
+        )
+    rng = np.random.default_rng(cfg.seed + 1)
+    pick = np.sort(rng.choice(rows.size, min(cfg.probe_pixels, rows.size), replace=False))
+    rows, cols = rows[pick], cols[pick]
+    chips = extract_chips(rows, cols, cfg.chip_size) if data.chips is not None else None
+    return _Probe(
+        rows, cols, y_all[pick], grid.values(rows, cols), fold[pick], priors, int(y_all.size), chips
+    )
+
+
+def area_proportional_metrics(
+    probe: _Probe, proba: np.ndarray, classes: Sequence[int]
+) -> dict[str, Any]:
+    """Scores on the probe: the model's own decision and the prior-corrected one."""
+    labels = np.asarray(classes)
+    corrected = proba * probe.priors[probe.fold]
+    return {
+        "population": "land pixels (Köppen-Geiger) of the protocol's classes in held-out "
+        "blocks, simple random sample, each scored by the model of its fold",
+        "population_pixels": probe.population,
+        "n_samples": int(probe.y.size),
+        "model_decision": _summary(
+            classification_metrics(probe.y, labels[np.argmax(proba, axis=1)], classes)
+        ),
+        "prior_corrected": _summary(
+            classification_metrics(probe.y, labels[np.argmax(corrected, axis=1)], classes)
+        ),
+    }
+
+
 def _fit_member(
     kind: str, cfg: TrainConfig, X: np.ndarray, chips: np.ndarray | None, y: np.ndarray
 ) -> Any:
@@ -452,10 +540,17 @@ def _member_proba(
 
 
 def _oof(
-    kind: str, cfg: TrainConfig, data: _Sample, folds: np.ndarray, classes: Sequence[int]
-) -> np.ndarray:
-    """Out-of-fold probabilities of one model kind under the block folds."""
+    kind: str,
+    cfg: TrainConfig,
+    data: _Sample,
+    folds: np.ndarray,
+    classes: Sequence[int],
+    probe: _Probe,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities of one model kind under the block folds: on the balanced
+    sample and on the area-proportional probe."""
     oof = np.zeros((len(data.y), len(classes)))
+    oof_probe = np.zeros((len(probe.y), len(classes)))
     with progress() as bar:
         task = bar.add_task(f"block CV {kind}", total=cfg.n_folds)
         for k in range(cfg.n_folds):
@@ -470,25 +565,39 @@ def _oof(
             oof[test] = _member_proba(
                 kind, est, data.X[test], None if data.chips is None else data.chips[test], classes
             )
+            held = probe.fold == k
+            oof_probe[held] = _member_proba(
+                kind,
+                est,
+                probe.X[held],
+                None if probe.chips is None else probe.chips[held],
+                classes,
+            )
             bar.advance(task)
-    return oof
+    return oof, oof_probe
 
 
 def _stacked_oof(
-    probas: Sequence[np.ndarray],
+    member_oof: Sequence[np.ndarray],
+    member_probe: Sequence[np.ndarray],
     y: np.ndarray,
     folds: np.ndarray,
+    probe_folds: np.ndarray,
     classes: Sequence[int],
     seed: int,
-) -> np.ndarray:
-    """Block-CV probabilities of the stacker fitted on the members' out-of-fold outputs."""
-    Z = _log_probs(probas)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Block-CV probabilities of the stacker fitted on the members' out-of-fold outputs, on
+    the balanced sample and on the probe (fold ``k``'s stacker never sees fold ``k``)."""
+    Z, Zp = _log_probs(member_oof), _log_probs(member_probe)
     out = np.zeros((len(y), len(classes)))
+    out_probe = np.zeros((len(probe_folds), len(classes)))
     for k in np.unique(folds):
-        test = folds == k
+        test, held = folds == k, probe_folds == k
         meta = _stacker(seed).fit(Z[~test], y[~test])
         out[test] = _align(meta.predict_proba(Z[test]), meta.classes_, classes)
-    return out
+        if held.any():
+            out_probe[held] = _align(meta.predict_proba(Zp[held]), meta.classes_, classes)
+    return out, out_probe
 
 
 def _choose(
@@ -530,17 +639,6 @@ def _log_training_pixels(data: _Sample, folds: np.ndarray) -> None:
         path = Path(tmp) / TRAINING_PIXELS
         frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
-
-
-def _area_weights(labels: np.ndarray, y: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """Stratified-estimator weights: class pixel count in the grid / sampled count."""
-    counts = np.bincount(labels.ravel(), minlength=256)
-    sampled = np.bincount(y, minlength=256)
-    w = np.zeros(256)
-    for c in classes:
-        if sampled[c]:
-            w[c] = counts[c] / sampled[c]
-    return w[y]
 
 
 class GlobalLandCover:
@@ -587,11 +685,13 @@ class GlobalLandCover:
             blocks=int(np.unique(block_ids(data.rows, data.cols)).size),
         )
 
+        probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
         oof: dict[str, np.ndarray] = {}
+        oof_probe: dict[str, np.ndarray] = {}
         comparison: dict[str, dict[str, Any]] = {}
         for kind in cfg.models:
             t0 = time.perf_counter()
-            oof[kind] = _oof(kind, cfg, data, folds, classes)
+            oof[kind], oof_probe[kind] = _oof(kind, cfg, data, folds, classes, probe)
             pred = np.asarray(classes)[np.argmax(oof[kind], axis=1)]
             comparison[kind] = {
                 **_summary(classification_metrics(data.y, pred, classes)),
@@ -601,7 +701,15 @@ class GlobalLandCover:
 
         if len(cfg.models) > 1:
             stack_members = list(cfg.models)
-            st = _stacked_oof([oof[k] for k in stack_members], data.y, folds, classes, cfg.seed)
+            st, oof_probe["stacking"] = _stacked_oof(
+                [oof[k] for k in stack_members],
+                [oof_probe[k] for k in stack_members],
+                data.y,
+                folds,
+                probe.fold,
+                classes,
+                cfg.seed,
+            )
             oof["stacking"] = st
             pred = np.asarray(classes)[np.argmax(st, axis=1)]
             comparison["stacking"] = {
@@ -619,12 +727,14 @@ class GlobalLandCover:
         # selection-aware estimate: fold k is predicted by the candidate chosen on the other
         # folds only, so choosing the model never looks at the fold it is scored on
         final_pred = np.empty_like(data.y)
+        probe_proba = np.zeros((len(probe.y), len(classes)))
         choices = []
         for k in range(cfg.n_folds):
             test = folds == k
             choice = _choose(oof, data.y, ~test, classes, cfg.models, cfg.min_gain)
             choices.append(choice)
             final_pred[test] = np.asarray(classes)[np.argmax(oof[choice][test], axis=1)]
+            probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
         rf_pred = np.asarray(classes)[np.argmax(oof["rf"], axis=1)]
         metrics = classification_metrics(data.y, final_pred, classes)
         metrics["selection"] = {
@@ -632,10 +742,7 @@ class GlobalLandCover:
             "choice_per_fold": choices,
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }
-        weights = _area_weights(labels, data.y, classes)
-        metrics["area_weighted"] = _summary(
-            classification_metrics(data.y, final_pred, classes, weights)
-        )
+        metrics["area_proportional"] = area_proportional_metrics(probe, probe_proba, classes)
         metrics["baseline"] = {"model": "rf", **classification_metrics(data.y, rf_pred, classes)}
         metrics["comparison"] = comparison
         metrics["selected_model"] = selected
