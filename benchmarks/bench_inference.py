@@ -9,7 +9,9 @@ benchmark builds it in seconds). Measured in the same run on the same pixels:
 * baseline: sklearn ``RandomForestClassifier.predict`` with the baseline's settings
   (300 trees, 2 jobs) on the already-assembled feature matrix of those pixels — px/s.
 
-The ratio is chosen / baseline (> 1: the map is faster than bare RF prediction).
+The ratio is chosen / baseline (> 1: the map is faster than bare RF prediction). The map's
+labels are also checked against the chosen model's own library ``predict_proba`` (LightGBM's,
+not the compiled trees of :mod:`earthops.models.compiled_trees`) on every 10th pixel.
 """
 
 from __future__ import annotations
@@ -76,6 +78,19 @@ def test_map_inference_vs_random_forest_predict(tmp_path: Path) -> None:
     start = time.perf_counter()
     rf_pred = rf.predict(features)
     rf_s = time.perf_counter() - start
+
+    # the map is exactly the chosen model's own labels (library predict, not the fast path)
+    from earthops.registry.tracking import load_model
+
+    model = load_model(metrics["model_uri"])
+    member = (model.members or {}).get(chosen)
+    every = slice(None, None, 10)
+    if member is not None:
+        library = member.estimator_.predict_proba(features[every])
+        own = member.classes_[np.argmax(library, axis=1)]
+    else:  # a stacked model
+        own = model.classes_[np.argmax(model.proba_arrays(features[every]), axis=1)]
+    np.testing.assert_array_equal(mapped.ravel()[every], own)
 
     agreement = float(np.mean(rf_pred.reshape(mapped.shape) == mapped))
     rate, rf_rate = n_px / map_s, n_px / rf_s

@@ -151,3 +151,22 @@ def test_predict_raster_needs_a_usecase_in_the_metadata(tmp_path, monkeypatch) -
     monkeypatch.setattr(tracking, "model_metadata", lambda uri: {"usecase": "nope"})
     with pytest.raises(EarthOpsError, match="unknown use case 'nope'"):
         predict_raster("runs:/x/model", [tmp_path / "a.tif"], tmp_path / "o.tif")
+
+
+def test_lightgbm_map_labels_equal_lightgbm_predict(sinop: xr.DataArray, tmp_path) -> None:
+    """The compiled LightGBM path (labels pruned early) maps exactly LightGBM's own labels."""
+    from earthops.models.estimators import make_classifier
+
+    X = _flat(sinop.values)
+    mean = X.mean(axis=1)
+    y = np.where(mean > 0.7, "dense", np.where(mean > 0.5, "mixed", "open"))
+    pick = np.random.default_rng(1).choice(len(X), 3000, replace=False)
+    clf = make_classifier("lightgbm", n_estimators=80, n_jobs=1).fit(X[pick], y[pick])
+    assert clf._compiled() is not None
+    own = clf.classes_[np.argmax(clf.estimator_.predict_proba(X), axis=1)]
+    np.testing.assert_array_equal(clf.predict(X), own)
+    out = classify_blocks(sinop, _flat, clf, tmp_path / "lgbm.tif", block_size=64)
+    with rasterio.open(out) as src:
+        band = src.read(1)
+    expected = np.searchsorted(["dense", "mixed", "open"], own).reshape(band.shape) + 1
+    np.testing.assert_array_equal(band, expected)

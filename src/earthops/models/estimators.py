@@ -3,10 +3,13 @@
 Every classifier is a :class:`LabelEncodedClassifier` around the library estimator, so string
 labels work everywhere (XGBoost needs ``0..k-1``), ``classes_`` holds the original labels and
 ``predict_proba`` columns follow ``classes_``. Defaults are CPU friendly (``n_jobs=2``).
+Fitted LightGBM classifiers predict through :mod:`earthops.models.compiled_trees` (bitwise
+equal raw scores, many times faster; models it cannot compile keep LightGBM's own).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -90,6 +93,7 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = matrix.shape[1]
         codes = self.encoder_.transform(np.asarray(y))
         self.estimator_ = clone(self.estimator)
+        self.__dict__.pop("_compiled_trees", None)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         self.estimator_.fit(matrix, codes, **kwargs)
         return self
@@ -103,11 +107,42 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):
             )
         return matrix
 
+    def _compiled(self) -> Any:
+        """The LightGBM member as :class:`~earthops.models.compiled_trees.CompiledTrees`
+        (built once per loaded model, never pickled), or ``None``."""
+        check_is_fitted(self, "estimator_")
+        if "_compiled_trees" not in self.__dict__:
+            compiled = None
+            if type(self.estimator_).__name__ == "LGBMClassifier":
+                from earthops.models.compiled_trees import compile_lightgbm
+
+                compiled = compile_lightgbm(self.estimator_.booster_)
+            self.__dict__["_compiled_trees"] = compiled
+        return self.__dict__["_compiled_trees"]
+
+    def _n_threads(self) -> int:
+        n_jobs = self.estimator_.get_params().get("n_jobs")
+        if n_jobs is None or n_jobs <= 0:
+            return os.cpu_count() or 1
+        return int(n_jobs)
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.estimator_.predict_proba(self._checked(X)), dtype=np.float64)
+        matrix = self._checked(X)
+        compiled = self._compiled()
+        if compiled is not None:  # bitwise equal to LightGBM's own predict_proba
+            return compiled.predict_proba(matrix, self._n_threads())
+        return np.asarray(self.estimator_.predict_proba(matrix), dtype=np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
+        compiled = self._compiled()
+        if compiled is not None:  # argmax of predict_proba, settled rows stop early
+            return self.classes_[compiled.predict_index(self._checked(X), self._n_threads())]
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # a copy: the live model keeps its compiled trees
+        state.pop("_compiled_trees", None)
+        return state
 
     @property
     def feature_importances_(self) -> np.ndarray:

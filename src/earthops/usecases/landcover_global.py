@@ -1112,7 +1112,17 @@ def predict_global_map(
     r0, r1, c0, c1 = spec.window()
     rows = np.arange(r0 + decimate // 2, r1, decimate)
     cols = np.arange(c0 + decimate // 2, c1, decimate)
+    classes = [int(c) for c in model.classes_]
     n_bands = 2 if with_probability else 1
+    # one tabular member, no stacker: its predict() is argmax of its probabilities (and may
+    # stop early once a pixel's class is settled); same labels as argmax(proba_arrays)
+    label_model = None
+    members = model.members or {}
+    if not with_probability and model.stacker is None and len(members) == 1:
+        kind, est = next(iter(members.items()))
+        order = [classes.index(int(c)) if int(c) in classes else -1 for c in est.classes_]
+        if kind != "vit" and min(order) >= 0 and order == sorted(order):
+            label_model = est
     out = np.full((n_bands, rows.size, cols.size), NODATA, dtype=np.uint8)
     with progress() as bar:
         task = bar.add_task(f"IGBP map 1/{decimate}", total=rows.size)
@@ -1126,11 +1136,15 @@ def predict_global_map(
             valid = np.isfinite(feats).any(axis=1)  # all-nodata pixels stay nodata
             labels = np.full(feats.shape[0], NODATA, dtype=np.uint8)
             prob = np.zeros(feats.shape[0], dtype=np.uint8)
-            if valid.any():
-                proba = model.proba_arrays(feats[valid], None if chips is None else chips[valid])
+            n_valid = int(valid.sum())
+            take = slice(None) if n_valid == valid.size else valid  # no copy when all valid
+            if n_valid and label_model is not None:  # labels only: the member's predict
+                labels[take] = label_model.predict(feats[take])
+            elif n_valid:
+                proba = model.proba_arrays(feats[take], None if chips is None else chips[take])
                 best = np.argmax(proba, axis=1)
-                labels[valid] = model.classes_[best]
-                prob[valid] = np.rint(100 * proba[np.arange(best.size), best])
+                labels[take] = model.classes_[best]
+                prob[take] = np.rint(100 * proba[np.arange(best.size), best])
             out[0, i0 : i0 + r.size] = labels.reshape(r.size, cols.size)
             if with_probability:
                 out[1, i0 : i0 + r.size] = prob.reshape(r.size, cols.size)
@@ -1140,7 +1154,6 @@ def predict_global_map(
     x0, y0 = -180.0 + GRID_RES * c0, 90.0 - GRID_RES * r0
     ys = y0 - res * (np.arange(rows.size) + 0.5)
     xs = x0 + res * (np.arange(cols.size) + 0.5)
-    classes = [int(c) for c in model.classes_]
     da = xr.DataArray(
         out, dims=("band", "y", "x"), coords={"band": list(range(1, n_bands + 1)), "y": ys, "x": xs}
     )
