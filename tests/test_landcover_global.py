@@ -299,3 +299,17 @@ def test_vit_member_reads_blue_marble_chips(mirror: Path) -> None:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(EarthOpsError, match="chips are required"):
         model.proba_arrays(np.zeros((2, 1), dtype=np.float32))
+
+
+def test_grid_block_reads_regular_and_irregular_indexes_alike(mirror: Path) -> None:
+    """``block`` (strided read for evenly spaced rows/cols, gather otherwise) == ``values``."""
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    r0, _, c0, _ = grid.spec.window()
+    for rows, cols in (
+        (np.arange(r0 + 1, r0 + 41, 4), np.arange(c0 + 2, c0 + 302, 3)),  # regular: slices
+        (np.array([r0 + 5, r0 + 6, r0 + 90]), np.array([c0 + 1, c0 + 50, c0 + 51])),  # gather
+        (np.array([r0 + 7]), np.arange(c0, c0 + 10, 2)),
+    ):
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")
+        expected = grid.values(rr.ravel(), cc.ravel())
+        np.testing.assert_array_equal(grid.block(rows, cols), expected)

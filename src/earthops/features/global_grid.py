@@ -377,10 +377,22 @@ class FeatureGrid:
         rr, cc = np.meshgrid(rows, cols, indexing="ij")
         self._local(rr.ravel(), cc.ravel())  # raises for pixels outside the stored window
         r0, _, c0, _ = self.spec.window()
-        stored = self.data[:, rows - r0][:, :, cols - c0]
+        lr, lc = rows - r0, cols - c0
+        stored = self.data[:, _as_slice(lr)][:, :, _as_slice(lc)]  # one strided read if regular
         stored = stored.reshape(stored.shape[0], -1).T
         coords = coord_features(rr.ravel(), cc.ravel(), self.spec.use_lon)
         return np.concatenate([np.asarray(stored, dtype=np.float32), coords], axis=1)
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """An evenly spaced increasing index as a slice (a strided memmap view, no gather)."""
+    if index.size > 1:
+        step = int(index[1] - index[0])
+        if step > 0 and np.array_equal(np.diff(index), np.full(index.size - 1, step)):
+            return slice(int(index[0]), int(index[-1]) + 1, step)
+    elif index.size == 1:
+        return slice(int(index[0]), int(index[0]) + 1)
+    return index
 
 
 def cache_root(settings: Settings | None = None) -> Path:
