@@ -39,3 +39,15 @@ def test_unknown_use_case(run_cli: CliRunner) -> None:
 def test_malformed_bbox(run_cli: CliRunner) -> None:
     out = run_cli("evaluate", "landcover-global", "--model", "runs:/x/model", "--bbox", "1,2,3")
     _clean_failure(out, "bbox '1,2,3'")
+
+
+def test_malformed_params(tmp_path: Path, run_cli: CliRunner) -> None:
+    out = run_cli("train", "landcover-global", "--params", '{"decision": "area"')
+    _clean_failure(out, "--params: not valid JSON")
+    listed = tmp_path / "params.json"
+    listed.write_text('["decision", "area"]')
+    _clean_failure(
+        run_cli("train", "landcover-global", "--params", f"@{listed}"), "expected a JSON object"
+    )
+    out = run_cli("train", "landcover-global", "--params", '{"decision": "bayes"}')
+    _clean_failure(out, "params.decision 'bayes'")

@@ -147,7 +147,8 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
 
     area = trained["area_proportional"]
     assert area["n_samples"] == 6000 and area["population_pixels"] > area["n_samples"]
-    for rule in ("model_decision", "prior_corrected"):
+    assert area["model_decision"] == "balanced"  # the default rule of the logged model
+    for rule in ("balanced_decision", "prior_corrected"):
         assert 0.3 < area[rule]["overall_accuracy"] <= 1.0  # a real model, not chance (1/7)
 
     pixels = _training_pixels(trained)
@@ -171,6 +172,28 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
     assert shares.max() > 0.25 and shares.min() < 0.05
     # prior correction: population share / sample share, zero for classes never drawn
     assert probe.priors.shape == (3, 7) and (probe.priors >= 0).all()
+
+
+def test_area_decision_reweights_probabilities_to_the_map_class_mix(
+    trained: dict[str, Any],
+) -> None:
+    from earthops.usecases.landcover_global import decide
+
+    model = load_model(trained["model_uri"])
+    assert model.decision == "balanced" and len(model.prior_shift) == 7
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    rows, cols = sample_pixels(read_labels(), range(7), 30, seed=9, include=[BBox(*REGION)])
+    X = grid.values(rows, cols)
+    raw = model.proba_arrays(X)
+    shift = np.array([4.0, 1.0, 0.1, 1.0, 1.0, 1.0, 0.5])
+    model.decision, model.prior_shift = "area", shift.tolist()
+    shifted = model.proba_arrays(X)
+    np.testing.assert_allclose(shifted.sum(axis=1), 1.0)
+    expected = decide(raw, range(7), shift)
+    np.testing.assert_array_equal(model.classes_[np.argmax(shifted, axis=1)], expected)
+    assert (expected == 0).sum() >= (decide(raw, range(7)) == 0).sum()  # water favoured
+    with pytest.raises(EarthOpsError, match="params.decision 'bayes'"):
+        TrainConfig.from_options(TrainOptions(params={"decision": "bayes"}))
 
 
 def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:

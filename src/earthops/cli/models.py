@@ -9,7 +9,7 @@ import typer
 
 from earthops.cli.common import console, print_json, write_json
 from earthops.usecases import get_usecase
-from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.usecases.base import BBox, EvalOptions, TrainOptions, parse_params
 
 MetricsOut = Annotated[Path | None, typer.Option("--metrics-out", help="Write metrics JSON here.")]
 
@@ -38,6 +38,12 @@ def train(
         bool, typer.Option("--register", help="Register the model version.")
     ] = False,
     fast: Annotated[bool, typer.Option(help="Reduced-cost run.")] = False,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            help='Use-case params as a JSON object or @file, e.g. \'{"decision": "area"}\'.'
+        ),
+    ] = None,
     metrics_out: MetricsOut = None,
 ) -> None:
     """Train a use case with honest validation, log it to MLflow, print the metrics."""
@@ -45,6 +51,7 @@ def train(
         dataset=dataset,
         protocol=protocol,
         exclude_bboxes=[BBox.parse(b) for b in exclude_bbox or []],
+        params=parse_params(params),
         fast=fast,
     )
     metrics = get_usecase(usecase).train(options)

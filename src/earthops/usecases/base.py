@@ -6,6 +6,7 @@ and the name registry in :mod:`earthops.usecases`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,25 @@ class TrainOptions:
     exclude_bboxes: list[BBox] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     fast: bool = False  # reduced-cost run (smoke tests, make run on small machines)
+
+
+def parse_params(text: str | None) -> dict[str, Any]:
+    """``--params``: a JSON object inline, or ``@path`` to a JSON file; clear errors otherwise."""
+    if not text:
+        return {}
+    source = "--params"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise EarthOpsError(f"--params file '{path}' not found")
+        source, text = str(path), path.read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EarthOpsError(f"{source}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise EarthOpsError(f"{source}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 @dataclass

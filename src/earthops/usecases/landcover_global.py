@@ -15,8 +15,12 @@
   plain block-CV score). A balanced sample over-represents rare classes, so
   ``area_proportional`` adds what a *map* user sees: a simple random sample of the land pixels
   (Köppen-Geiger land, protocol classes) of the held-out blocks, each scored by the model of
-  its fold — with the model's own decision and with the Bayes prior correction
-  (probabilities × the class shares of the training blocks, Saerens et al. 2002).
+  its fold — with the balanced decision and with the Bayes prior correction (probabilities
+  × population share / training-sample share, from the training blocks; Saerens et al. 2002).
+* **Decision** (``params.decision``): ``balanced`` (default; argmax of the class-balanced
+  model, what the headline's balanced sample rewards) or ``area`` (the prior-corrected
+  argmax, what maximises accuracy on a map's own class mix). The logged model, its
+  headline and its maps all follow the chosen rule.
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
   stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
   is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
@@ -93,6 +97,8 @@ BLOCK_DEG = 10.0
 NODATA = 255
 TABULAR_KINDS = ("rf", "lightgbm", "xgboost")
 TRAINING_PIXELS = "training_pixels.csv.gz"
+#: decision rules of the logged model (see the module docstring)
+DECISIONS = ("balanced", "area")
 #: the raw rasters a model's map is computed from (``predict_raster`` inputs), by role
 MAP_INPUTS: dict[str, dict[str, Any]] = {
     "bmng-2004": {"bands": 3, "height": 2700, "width": 5400, "crs": "EPSG:4326"},
@@ -143,6 +149,7 @@ class TrainConfig:
     chip_size: int = 16
     min_gain: float = 0.003
     probe_pixels: int = 40_000
+    decision: str = "balanced"
     seed: int = 42
     rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
@@ -187,6 +194,10 @@ class TrainConfig:
         unknown_keys = set(params) - set(cls.__dataclass_fields__)
         if unknown_keys:
             raise EarthOpsError(f"unknown landcover-global params {sorted(unknown_keys)}")
+        if params.get("decision", "balanced") not in DECISIONS:
+            raise EarthOpsError(
+                f"params.decision {params['decision']!r}: expected one of {', '.join(DECISIONS)}"
+            )
         return replace(cfg, **params)
 
     def model_params(self, kind: str) -> dict[str, Any]:
@@ -374,12 +385,23 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         feature_names: Sequence[str] = (),
         classes: Sequence[int] = (),
         chip_size: int | None = None,
+        decision: str = "balanced",
+        prior_shift: Sequence[float] | None = None,
     ) -> None:
         self.members = members
         self.stacker = stacker
         self.feature_names = feature_names
         self.classes = classes
         self.chip_size = chip_size
+        self.decision = decision
+        self.prior_shift = prior_shift
+
+    @property
+    def shifts_priors(self) -> bool:
+        """Whether probabilities are re-weighted to the map's class shares (``decision='area'``;
+        models logged before the option have no such attribute)."""
+        shift = getattr(self, "prior_shift", None)
+        return getattr(self, "decision", "balanced") == "area" and shift is not None
 
     @property
     def classes_(self) -> np.ndarray:
@@ -404,10 +426,15 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
                 raw = est.predict_proba(features)
             probas.append(_align(raw, est.classes_, self.classes))
         if self.stacker is None:
-            return probas[0]
-        return _align(
-            self.stacker.predict_proba(_log_probs(probas)), self.stacker.classes_, self.classes
-        )
+            proba = probas[0]
+        else:
+            proba = _align(
+                self.stacker.predict_proba(_log_probs(probas)), self.stacker.classes_, self.classes
+            )
+        if self.shifts_priors:
+            proba = proba * np.asarray(self.prior_shift, dtype=np.float64)
+            proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
+        return proba
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in X.columns]
@@ -451,6 +478,7 @@ class _Probe:
     fold: np.ndarray
     priors: np.ndarray  # (n_folds, classes): population share / training-sample share
     population: int
+    prior_shift: np.ndarray  # (classes,): the same over every fold (for the final model)
     chips: np.ndarray | None = None
 
 
@@ -484,41 +512,64 @@ def probe_sample(
     fold = fold_of_block[blocks]
     rows, cols, fold = rows[fold >= 0], cols[fold >= 0], fold[fold >= 0]
     y_all = labels[rows, cols].astype(np.int64)
-    priors = np.zeros((cfg.n_folds, len(classes)))
-    for k in range(cfg.n_folds):  # prior shift: population shares / training-sample shares
-        area = np.bincount(y_all[fold != k], minlength=max(classes) + 1)[list(classes)]
-        drawn = np.bincount(data.y[folds != k], minlength=max(classes) + 1)[list(classes)]
-        priors[k] = np.divide(
-            area / max(area.sum(), 1),
-            drawn / drawn.sum(),
-            out=np.zeros(len(classes)),
-            where=drawn > 0,
-        )
+    priors = np.stack(
+        [prior_shift(y_all[fold != k], data.y[folds != k], classes) for k in range(cfg.n_folds)]
+    )
     rng = np.random.default_rng(cfg.seed + 1)
     pick = np.sort(rng.choice(rows.size, min(cfg.probe_pixels, rows.size), replace=False))
     rows, cols = rows[pick], cols[pick]
     chips = extract_chips(rows, cols, cfg.chip_size) if data.chips is not None else None
     return _Probe(
-        rows, cols, y_all[pick], grid.values(rows, cols), fold[pick], priors, int(y_all.size), chips
+        rows,
+        cols,
+        y_all[pick],
+        grid.values(rows, cols),
+        fold[pick],
+        priors,
+        int(y_all.size),
+        prior_shift(y_all, data.y, classes),
+        chips,
     )
 
 
+def prior_shift(population: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Per-class factor population share / sample share (0 for classes never sampled)."""
+    area = np.bincount(population, minlength=max(classes) + 1)[list(classes)]
+    drawn = np.bincount(sample, minlength=max(classes) + 1)[list(classes)]
+    return np.divide(
+        area / max(area.sum(), 1),
+        drawn / max(drawn.sum(), 1),
+        out=np.zeros(len(classes)),
+        where=drawn > 0,
+    )
+
+
+def decide(
+    proba: np.ndarray, classes: Sequence[int], shift: np.ndarray | None = None
+) -> np.ndarray:
+    """Class labels: the argmax, prior-corrected by ``shift`` (per row or per class) if given."""
+    weighted = proba if shift is None else proba * shift
+    return np.asarray(classes)[np.argmax(weighted, axis=1)]
+
+
 def area_proportional_metrics(
-    probe: _Probe, proba: np.ndarray, classes: Sequence[int]
+    probe: _Probe, proba: np.ndarray, classes: Sequence[int], decision: str
 ) -> dict[str, Any]:
-    """Scores on the probe: the model's own decision and the prior-corrected one."""
-    labels = np.asarray(classes)
-    corrected = proba * probe.priors[probe.fold]
+    """Scores on the probe: the balanced decision, the prior-corrected one, and which of the two
+    the logged model uses."""
     return {
         "population": "land pixels (Köppen-Geiger) of the protocol's classes in held-out "
         "blocks, simple random sample, each scored by the model of its fold",
         "population_pixels": probe.population,
         "n_samples": int(probe.y.size),
-        "model_decision": _summary(
-            classification_metrics(probe.y, labels[np.argmax(proba, axis=1)], classes)
+        "model_decision": decision,
+        "balanced_decision": _summary(
+            classification_metrics(probe.y, decide(proba, classes), classes)
         ),
         "prior_corrected": _summary(
-            classification_metrics(probe.y, labels[np.argmax(corrected, axis=1)], classes)
+            classification_metrics(
+                probe.y, decide(proba, classes, probe.priors[probe.fold]), classes
+            )
         ),
     }
 
@@ -726,23 +777,28 @@ class GlobalLandCover:
 
         # selection-aware estimate: fold k is predicted by the candidate chosen on the other
         # folds only, so choosing the model never looks at the fold it is scored on
-        final_pred = np.empty_like(data.y)
+        # (with decision="area" every fold's labels are prior-corrected like the logged model's)
+        shift = probe.priors[folds] if cfg.decision == "area" else None
+        final_proba = np.zeros_like(oof["rf"])
         probe_proba = np.zeros((len(probe.y), len(classes)))
         choices = []
         for k in range(cfg.n_folds):
             test = folds == k
             choice = _choose(oof, data.y, ~test, classes, cfg.models, cfg.min_gain)
             choices.append(choice)
-            final_pred[test] = np.asarray(classes)[np.argmax(oof[choice][test], axis=1)]
+            final_proba[test] = oof[choice][test]
             probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
-        rf_pred = np.asarray(classes)[np.argmax(oof["rf"], axis=1)]
+        final_pred = decide(final_proba, classes, shift)
+        rf_pred = decide(oof["rf"], classes, shift)
         metrics = classification_metrics(data.y, final_pred, classes)
         metrics["selection"] = {
             "rule": f"highest block-CV macro F1; stacking only if it gains > {cfg.min_gain}",
             "choice_per_fold": choices,
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }
-        metrics["area_proportional"] = area_proportional_metrics(probe, probe_proba, classes)
+        metrics["area_proportional"] = area_proportional_metrics(
+            probe, probe_proba, classes, cfg.decision
+        )
         metrics["baseline"] = {"model": "rf", **classification_metrics(data.y, rf_pred, classes)}
         metrics["comparison"] = comparison
         metrics["selected_model"] = selected
@@ -755,7 +811,7 @@ class GlobalLandCover:
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, members, oof)
+        model = self._refit(cfg, data, classes, grid, members, oof, probe.prior_shift)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
@@ -768,6 +824,7 @@ class GlobalLandCover:
                     "block_deg": cfg.block_deg,
                     "models": ",".join(cfg.models),
                     "selected_model": selected,
+                    "decision": cfg.decision,
                     "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
                     "fast": options.fast,
                     "seed": cfg.seed,
@@ -786,6 +843,7 @@ class GlobalLandCover:
                 "class_names": {str(c): IGBP.names()[c] for c in classes},
                 "members": members,
                 "selected_model": selected,
+                "decision": cfg.decision,
                 "needs_chips": model.needs_chips,
                 "chip_size": cfg.chip_size,
                 "grid_spec": cfg.grid.model_dump(mode="json"),
@@ -836,6 +894,7 @@ class GlobalLandCover:
         grid: FeatureGrid,
         members: list[str],
         oof: dict[str, np.ndarray],
+        prior_shift: np.ndarray,
     ) -> GlobalLandCoverModel:
         fitted = {}
         for kind in members:
@@ -851,6 +910,8 @@ class GlobalLandCover:
             feature_names=list(grid.feature_names),
             classes=list(classes),
             chip_size=cfg.chip_size if "vit" in members else None,
+            decision=cfg.decision,
+            prior_shift=prior_shift.tolist(),
         )
 
     @staticmethod
@@ -1118,7 +1179,11 @@ def predict_global_map(
     # stop early once a pixel's class is settled); same labels as argmax(proba_arrays)
     label_model = None
     members = model.members or {}
-    if not with_probability and model.stacker is None and len(members) == 1:
+    if (
+        not (with_probability or model.shifts_priors)
+        and model.stacker is None
+        and len(members) == 1
+    ):
         kind, est = next(iter(members.items()))
         order = [classes.index(int(c)) if int(c) in classes else -1 for c in est.classes_]
         if kind != "vit" and min(order) >= 0 and order == sorted(order):
