@@ -203,38 +203,6 @@ def test_tempcnn_seed_ensemble_averages_members_deterministically() -> None:
         TempCNNClassifier(n_members=0, **params).fit(X, y)
 
 
-def test_selection_aware_headline_chooses_on_the_other_folds_only() -> None:
-    from earthops.usecases.landcover_timeseries import (
-        choose_candidate,
-        selection_aware_predictions,
-    )
-
-    rng = np.random.default_rng(0)
-    y = np.array(["x", "y"] * 30)
-    folds = np.repeat([0, 1, 2], 20)
-    truth = np.stack([y == "x", y == "y"], axis=1).astype(float)
-    # "a" is right on folds 1 and 2 and wrong on fold 0; "b" is right only on fold 0
-    a, b = truth.copy(), 1 - truth
-    a[folds == 0] = 1 - truth[folds == 0]
-    b[folds == 0] = truth[folds == 0]
-    oof = {"a": a, "b": b}
-    pred, choices = selection_aware_predictions(oof, y, folds, ("a", "b"), 0.0)
-    assert choices[0] == "a"  # chosen on folds 1-2, although "b" is perfect on fold 0
-    np.testing.assert_array_equal(pred[folds == 0], np.where(y == "x", "y", "x")[folds == 0])
-    # the choice for fold k never depends on fold k's rows: scramble them, same choices
-    for k in range(3):
-        scrambled = {name: p.copy() for name, p in oof.items()}
-        for p in scrambled.values():
-            p[folds == k] = rng.random((20, 2))
-        _, again = selection_aware_predictions(scrambled, y, folds, ("a", "b"), 0.0)
-        assert again[k] == choices[k]
-    # ensembles need min_gain over the best single member
-    oof["vote"] = (a + b) / 2 + truth * 0.01
-    everywhere = np.ones(len(y), dtype=bool)
-    assert choose_candidate(oof, y, everywhere, ("a", "b"), 0.0) == "vote"
-    assert choose_candidate(oof, y, everywhere, ("a", "b"), 0.5) in ("a", "b")
-
-
 def test_tempcnn_hybrid_features_and_old_single_net_pickles() -> None:
     from earthops.models.tempcnn import TempCNNClassifier
 

@@ -86,6 +86,7 @@ from earthops.features.global_grid import (
 )
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
+from earthops.models.selection import choose_candidate, selection_aware_proba
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 
 log = get_logger(__name__)
@@ -651,26 +652,6 @@ def _stacked_oof(
     return out, out_probe
 
 
-def _choose(
-    oof: dict[str, np.ndarray],
-    y: np.ndarray,
-    mask: np.ndarray,
-    classes: Sequence[int],
-    singles: Sequence[str],
-    min_gain: float,
-) -> str:
-    """The candidate with the best macro F1 on ``mask``; stacking only if it gains > min_gain."""
-
-    def score(kind: str) -> float:
-        pred = np.asarray(classes)[np.argmax(oof[kind][mask], axis=1)]
-        return float(f1_score(y[mask], pred, average="macro", zero_division=0))
-
-    best = max(singles, key=score)
-    if "stacking" in oof and score("stacking") - score(best) > min_gain:
-        return "stacking"
-    return best
-
-
 def _stacker(seed: int) -> Pipeline:
     """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
     return make_pipeline(
@@ -768,7 +749,7 @@ class GlobalLandCover:
                 "members": stack_members,
             }
         everywhere = np.ones(len(data.y), dtype=bool)
-        selected = _choose(oof, data.y, everywhere, classes, cfg.models, cfg.min_gain)
+        selected = choose_candidate(oof, data.y, everywhere, cfg.models, cfg.min_gain, classes)
         members = list(cfg.models) if selected == "stacking" else [selected]
         if "stacking" in comparison:
             best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
@@ -779,20 +760,17 @@ class GlobalLandCover:
         # folds only, so choosing the model never looks at the fold it is scored on
         # (with decision="area" every fold's labels are prior-corrected like the logged model's)
         shift = probe.priors[folds] if cfg.decision == "area" else None
-        final_proba = np.zeros_like(oof["rf"])
+        final_proba, choices = selection_aware_proba(
+            oof, data.y, folds, cfg.models, cfg.min_gain, classes
+        )
         probe_proba = np.zeros((len(probe.y), len(classes)))
-        choices = []
-        for k in range(cfg.n_folds):
-            test = folds == k
-            choice = _choose(oof, data.y, ~test, classes, cfg.models, cfg.min_gain)
-            choices.append(choice)
-            final_proba[test] = oof[choice][test]
+        for k, choice in enumerate(choices):
             probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
         final_pred = decide(final_proba, classes, shift)
         rf_pred = decide(oof["rf"], classes, shift)
         metrics = classification_metrics(data.y, final_pred, classes)
         metrics["selection"] = {
-            "rule": f"highest block-CV macro F1; stacking only if it gains > {cfg.min_gain}",
+            "rule": f"highest block-CV macro F1; stacking only if it gains >= {cfg.min_gain}",
             "choice_per_fold": choices,
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }

@@ -63,6 +63,7 @@ from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.features.timeseries import TimeSeriesFeatures, input_columns
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
+from earthops.models.selection import choose_candidate, selection_aware_proba
 from earthops.models.tempcnn import TempCNNClassifier
 from earthops.usecases.base import EvalOptions, TrainOptions
 
@@ -317,8 +318,11 @@ def cross_validate(
         for kind, p in oof.items()
     }
     everywhere = np.ones(len(y), dtype=bool)
-    selected = choose_candidate(oof, y, everywhere, cfg.models, cfg.min_gain)
-    headline_pred, choices = selection_aware_predictions(oof, y, folds, cfg.models, cfg.min_gain)
+    selected = choose_candidate(oof, y, everywhere, cfg.models, cfg.min_gain, classes)
+    headline_proba, choices = selection_aware_proba(
+        oof, y, folds, cfg.models, cfg.min_gain, classes
+    )
+    headline_pred = classes[np.argmax(headline_proba, axis=1)]
     headline = classification_metrics(y, headline_pred, list(classes))
     log.info(
         "landcover_timeseries.cv",
@@ -346,53 +350,6 @@ def cross_validate(
         headline=headline,
         headline_pred=headline_pred,
     )
-
-
-def choose_candidate(
-    oof: dict[str, np.ndarray],
-    y: np.ndarray,
-    mask: np.ndarray,
-    singles: tuple[str, ...] | list[str],
-    min_gain: float,
-) -> str:
-    """The single member with the best OOF macro F1 on the rows in ``mask``, or an ensemble
-    (``stack``, then ``vote``) when it beats that member by ``min_gain`` (and any earlier pick)."""
-    classes = np.unique(y)
-
-    def score(kind: str) -> float:
-        pred = classes[np.argmax(oof[kind][mask], axis=1)]
-        return float(f1_score(y[mask], pred, average="macro", zero_division=0))
-
-    scores = {kind: score(kind) for kind in oof}
-    best = max(singles, key=lambda k: scores[k])
-    selected = best
-    for combo in ("stack", "vote"):
-        if combo in scores and scores[combo] >= max(scores[selected], scores[best] + min_gain):
-            selected = combo
-    return selected
-
-
-def selection_aware_predictions(
-    oof: dict[str, np.ndarray],
-    y: np.ndarray,
-    folds: np.ndarray,
-    singles: tuple[str, ...] | list[str],
-    min_gain: float,
-) -> tuple[np.ndarray, list[str]]:
-    """Predictions where fold ``k`` comes from the candidate chosen on the other folds only.
-
-    The model choice never sees the labels of the fold it is scored on, so the pooled figures
-    carry no selection optimism. Returns the predictions and the choice per fold.
-    """
-    classes = np.unique(y)
-    pred = np.empty_like(y)
-    choices = []
-    for k in range(int(folds.max()) + 1):
-        test = folds == k
-        choice = choose_candidate(oof, y, ~test, singles, min_gain)
-        choices.append(choice)
-        pred[test] = classes[np.argmax(oof[choice][test], axis=1)]
-    return pred, choices
 
 
 def _voters(models: tuple[str, ...]) -> list[str]:
