@@ -187,6 +187,7 @@ def test_features_raster_on_real_mcd12c1_crop(mcd12c1_crop: Path, tmp_path: Path
         names = list(ds.descriptions)
         assert names[0] == "b1" and "b1_glcm_entropy_w7" in names and "b1_std_w15" in names
         assert ds.count == 1 + 3 * 4 + 7 and ds.dtypes[0] == "float32"
+        assert ds.compression is not None and ds.compression.name == "zstd"  # the fast codec
         assert json.loads(ds.tags()[SPEC_TAG])["glcm"]["levels"] == 32
         band = ds.read(1)
         assert np.isnan(band[:3, :3]).all()

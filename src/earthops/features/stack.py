@@ -476,14 +476,15 @@ def write_stack(
     stack: xr.DataArray,
     path: str | Path,
     *,
-    profile: str = "deflate",
+    profile: str = "zstd",
     level: int | None = 1,
     overview_resampling: str = "average",
 ) -> Path:
     """Write a feature stack as a COG: band descriptions = feature names, spec in the tags.
 
-    Deflate level 1 by default: on feature stacks it compresses within 1 % of level 6 and
-    is markedly faster (the write dominates the run time of a large stack).
+    ZSTD level 1 (with the floating-point predictor) by default: on feature stacks it is about
+    3x faster than deflate level 1 at a slightly smaller size, and the write dominates the run
+    time of a large stack. Any GDAL >= 2.3 reads it; ``profile="deflate"`` for older readers.
     """
     tags = {SPEC_TAG: stack.attrs[SPEC_TAG]} if SPEC_TAG in stack.attrs else None
     return write_cog(
