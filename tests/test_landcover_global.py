@@ -336,3 +336,14 @@ def test_grid_block_reads_regular_and_irregular_indexes_alike(mirror: Path) -> N
         rr, cc = np.meshgrid(rows, cols, indexing="ij")
         expected = grid.values(rr.ravel(), cc.ravel())
         np.testing.assert_array_equal(grid.block(rows, cols), expected)
+
+
+def test_area_proportional_metrics_of_an_empty_probe_has_no_scores() -> None:
+    """A grid region without land pixels of the protocol: the section says so, no crash."""
+    from earthops.usecases.landcover_global import _Probe, area_proportional_metrics
+
+    none = np.zeros(0, dtype=np.int64)
+    probe = _Probe(none, none, none, np.zeros((0, 3), np.float32), none, np.ones((3, 2)), 0, none)
+    area = area_proportional_metrics(probe, np.zeros((0, 2)), [0, 1], "balanced")
+    assert area["n_samples"] == 0 and area["population_pixels"] == 0
+    assert "balanced_decision" not in area and "prior_corrected" not in area

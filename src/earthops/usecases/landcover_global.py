@@ -557,13 +557,18 @@ def area_proportional_metrics(
     probe: _Probe, proba: np.ndarray, classes: Sequence[int], decision: str
 ) -> dict[str, Any]:
     """Scores on the probe: the balanced decision, the prior-corrected one, and which of the two
-    the logged model uses."""
-    return {
+    the logged model uses (no scores when the probe is empty: no land pixels to map)."""
+    head = {
         "population": "land pixels (Köppen-Geiger) of the protocol's classes in held-out "
         "blocks, simple random sample, each scored by the model of its fold",
         "population_pixels": probe.population,
         "n_samples": int(probe.y.size),
         "model_decision": decision,
+    }
+    if probe.y.size == 0:
+        return head
+    return {
+        **head,
         "balanced_decision": _summary(
             classification_metrics(probe.y, decide(proba, classes), classes)
         ),
