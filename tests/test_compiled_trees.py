@@ -62,7 +62,7 @@ def test_pruned_labels_equal_full_argmax_and_do_prune() -> None:
     out = np.zeros_like(full)
     done = np.zeros(len(Q), dtype=bool)
     rem_min, rem_max = model._remaining()
-    ct._raw_pruned(
+    ct._raw(
         codes, 255, model.nodes, model.left, model.right, model.roots, model.leaf_values,
         model.n_out, 512, rem_min, rem_max, 0, 1, ct._SLACK_ABS, ct._SLACK_REL, out, done,
     )  # fmt: skip

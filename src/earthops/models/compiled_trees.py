@@ -95,30 +95,6 @@ def _leaf(
 
 
 @njit(cache=True, nogil=True)
-def _raw(
-    codes: np.ndarray,
-    nan_code: int,
-    nodes: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    roots: np.ndarray,
-    leaf_values: np.ndarray,
-    n_out: int,
-    block: int,
-    out: np.ndarray,
-) -> None:  # pragma: no cover - numba
-    """Raw scores ``out (n, n_out)`` (zeros on entry), summed in LightGBM's tree order."""
-    n = codes.shape[0]
-    for b0 in range(0, n, block):
-        b1 = min(n, b0 + block)
-        for t in range(roots.size):
-            k = t % n_out
-            root = roots[t]
-            for r in range(b0, b1):
-                out[r, k] += leaf_values[_leaf(codes, r, root, nan_code, nodes, left, right)]
-
-
-@njit(cache=True, nogil=True)
 def _decided(
     out: np.ndarray,
     r: int,
@@ -144,7 +120,7 @@ def _decided(
 
 
 @njit(cache=True, nogil=True)
-def _raw_pruned(
+def _raw(
     codes: np.ndarray,
     nan_code: int,
     nodes: np.ndarray,
@@ -163,8 +139,10 @@ def _raw_pruned(
     out: np.ndarray,
     done: np.ndarray,
 ) -> None:  # pragma: no cover - numba
-    """:func:`_raw`, but a row stops (``done[r]``) once its best class is settled.
+    """Raw scores ``out (n, n_out)`` (zeros on entry), summed in LightGBM's tree order.
 
+    From iteration ``first_check`` on (every ``step``), a row stops (``done[r]``) once its best
+    class is settled; ``first_check >= n_iter`` scores every row in full.
     ``rem_min/rem_max[it, k]``: sums over iterations ``>= it`` of class ``k``'s smallest and
     largest leaf values. Rows not ``done`` get their complete raw scores.
     """
@@ -268,20 +246,29 @@ class CompiledTrees:
         self._run(run, X.shape[0], n_threads)
         return codes
 
-    def raw_score(self, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
-        """Raw scores ``(n, trees per iteration)``, bitwise equal to LightGBM's."""
+    def _scores(self, X: np.ndarray, n_threads: int, prune: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and, with ``prune``, which rows stopped early (their class settled)."""
         codes = self.encode(X, n_threads)
         nan_code = int(np.iinfo(codes.dtype).max)
-        out = np.zeros((codes.shape[0], self.n_out), dtype=np.float64)
+        n, n_iter = codes.shape[0], self.roots.size // self.n_out
+        out = np.zeros((n, self.n_out), dtype=np.float64)
+        done = np.zeros(n, dtype=np.bool_)
+        rem_min, rem_max = self._remaining()
+        first = int(np.ceil(FIRST_CHECK * n_iter)) if prune else n_iter
 
         def run(s: slice) -> None:
             _raw(
                 codes[s], nan_code, self.nodes, self.left, self.right, self.roots,
-                self.leaf_values, self.n_out, BLOCK_ROWS, out[s],
+                self.leaf_values, self.n_out, BLOCK_ROWS, rem_min, rem_max, first, CHECK_STEP,
+                _SLACK_ABS, _SLACK_REL, out[s], done[s],
             )  # fmt: skip
 
-        self._run(run, codes.shape[0], n_threads)
-        return out
+        self._run(run, n, n_threads)
+        return out, done
+
+    def raw_score(self, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        """Raw scores ``(n, trees per iteration)``, bitwise equal to LightGBM's."""
+        return self._scores(X, n_threads, prune=False)[0]
 
     def _proba(self, raw: np.ndarray) -> np.ndarray:
         if self.n_out == 1:  # binary: LightGBM's sigmoid, then sklearn's two columns
@@ -303,22 +290,7 @@ class CompiledTrees:
         """
         if self.n_out == 1:  # one score per row: nothing to prune against
             return np.argmax(self.predict_proba(X, n_threads), axis=1)
-        codes = self.encode(X, n_threads)
-        nan_code = int(np.iinfo(codes.dtype).max)
-        n = codes.shape[0]
-        out = np.zeros((n, self.n_out), dtype=np.float64)
-        done = np.zeros(n, dtype=np.bool_)
-        rem_min, rem_max = self._remaining()
-        first = int(np.ceil(FIRST_CHECK * (self.roots.size // self.n_out)))
-
-        def run(s: slice) -> None:
-            _raw_pruned(
-                codes[s], nan_code, self.nodes, self.left, self.right, self.roots,
-                self.leaf_values, self.n_out, BLOCK_ROWS, rem_min, rem_max, first, CHECK_STEP,
-                _SLACK_ABS, _SLACK_REL, out[s], done[s],
-            )  # fmt: skip
-
-        self._run(run, n, n_threads)
+        out, done = self._scores(X, n_threads, prune=True)
         best = np.argmax(out, axis=1)
         full = ~done
         if full.any():
