@@ -1,4 +1,5 @@
-"""Model selection on out-of-fold predictions, and its selection-aware estimate.
+"""Model selection on out-of-fold predictions, its selection-aware estimate, and the
+stacking meta-learner fitted on those predictions.
 
 ``oof`` maps a candidate name to its out-of-fold class probabilities (columns = ``classes``).
 Candidates named in ``singles`` are single models; any other key is an ensemble (stacking,
@@ -10,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 
 def choose_candidate(
@@ -62,3 +66,15 @@ def selection_aware_proba(
         choices.append(choice)
         proba[test] = oof[choice][test]
     return proba, choices
+
+
+def log_probs(probas: Sequence[np.ndarray]) -> np.ndarray:
+    """The stacker's input: the members' probabilities side by side, as clipped logs."""
+    return np.log(np.clip(np.concatenate(probas, axis=1), 1e-4, 1.0))
+
+
+def make_stacker(max_iter: int = 500, seed: int | None = None) -> Pipeline:
+    """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, max_iter=max_iter, random_state=seed)
+    )

@@ -53,16 +53,7 @@ import pandas as pd
 import xarray as xr
 from rasterio.transform import from_origin
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    precision_recall_fscore_support,
-)
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from earthops.data import catalog
 from earthops.data.identity import DatasetRef
@@ -86,7 +77,14 @@ from earthops.features.global_grid import (
 )
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
-from earthops.models.selection import choose_candidate, selection_aware_proba
+from earthops.models.metrics import classification_metrics as _metrics
+from earthops.models.metrics import headline_figures
+from earthops.models.selection import (
+    choose_candidate,
+    log_probs,
+    make_stacker,
+    selection_aware_proba,
+)
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 
 log = get_logger(__name__)
@@ -328,30 +326,8 @@ def block_folds(y: np.ndarray, blocks: np.ndarray, n_folds: int = 5, seed: int =
 def classification_metrics(
     y: np.ndarray, pred: np.ndarray, classes: Sequence[int]
 ) -> dict[str, Any]:
-    """``overall_accuracy``, ``macro_f1``, ``kappa`` and ``per_class`` (by IGBP name)."""
-    labels = [c for c in classes if np.any(y == c)]
-    names = IGBP.names()
-    p, r, f, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    per_class = {
-        names[c]: {
-            "precision": float(p[i]),
-            "recall": float(r[i]),
-            "f1": float(f[i]),
-            "support": int(np.sum(y == c)),
-        }
-        for i, c in enumerate(labels)
-    }
-    return {
-        "overall_accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "kappa": float(cohen_kappa_score(y, pred)),
-        "per_class": per_class,
-        "n_samples": len(y),
-    }
-
-
-def _summary(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: round(metrics[k], 4) for k in ("overall_accuracy", "macro_f1", "kappa")}
+    """The DESIGN metrics with ``per_class`` keyed by IGBP class name."""
+    return _metrics(y, pred, classes, IGBP.names())
 
 
 # ------------------------------------------------------------------------------- model
@@ -362,10 +338,6 @@ def _align(proba: np.ndarray, model_classes: np.ndarray, classes: Sequence[int])
     for j, c in enumerate(model_classes):
         out[:, index[int(c)]] = proba[:, j]
     return out
-
-
-def _log_probs(probas: Sequence[np.ndarray]) -> np.ndarray:
-    return np.log(np.clip(np.concatenate(probas, axis=1), 1e-4, 1.0))
 
 
 def _vit_input(chips: np.ndarray) -> np.ndarray:
@@ -430,7 +402,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
             proba = probas[0]
         else:
             proba = _align(
-                self.stacker.predict_proba(_log_probs(probas)), self.stacker.classes_, self.classes
+                self.stacker.predict_proba(log_probs(probas)), self.stacker.classes_, self.classes
             )
         if self.shifts_priors:
             proba = proba * np.asarray(self.prior_shift, dtype=np.float64)
@@ -569,10 +541,10 @@ def area_proportional_metrics(
         return head
     return {
         **head,
-        "balanced_decision": _summary(
+        "balanced_decision": headline_figures(
             classification_metrics(probe.y, decide(proba, classes), classes)
         ),
-        "prior_corrected": _summary(
+        "prior_corrected": headline_figures(
             classification_metrics(
                 probe.y, decide(proba, classes, probe.priors[probe.fold]), classes
             )
@@ -645,23 +617,16 @@ def _stacked_oof(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Block-CV probabilities of the stacker fitted on the members' out-of-fold outputs, on
     the balanced sample and on the probe (fold ``k``'s stacker never sees fold ``k``)."""
-    Z, Zp = _log_probs(member_oof), _log_probs(member_probe)
+    Z, Zp = log_probs(member_oof), log_probs(member_probe)
     out = np.zeros((len(y), len(classes)))
     out_probe = np.zeros((len(probe_folds), len(classes)))
     for k in np.unique(folds):
         test, held = folds == k, probe_folds == k
-        meta = _stacker(seed).fit(Z[~test], y[~test])
+        meta = make_stacker(seed=seed).fit(Z[~test], y[~test])
         out[test] = _align(meta.predict_proba(Z[test]), meta.classes_, classes)
         if held.any():
             out_probe[held] = _align(meta.predict_proba(Zp[held]), meta.classes_, classes)
     return out, out_probe
-
-
-def _stacker(seed: int) -> Pipeline:
-    """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(C=1.0, max_iter=500, random_state=seed)
-    )
 
 
 def _log_training_pixels(data: _Sample, folds: np.ndarray) -> None:
@@ -731,7 +696,7 @@ class GlobalLandCover:
             oof[kind], oof_probe[kind] = _oof(kind, cfg, data, folds, classes, probe)
             pred = np.asarray(classes)[np.argmax(oof[kind], axis=1)]
             comparison[kind] = {
-                **_summary(classification_metrics(data.y, pred, classes)),
+                **headline_figures(classification_metrics(data.y, pred, classes)),
                 "cv_seconds": round(time.perf_counter() - t0, 1),
             }
             log.info("landcover_global.cv", model=kind, **comparison[kind])
@@ -750,7 +715,7 @@ class GlobalLandCover:
             oof["stacking"] = st
             pred = np.asarray(classes)[np.argmax(st, axis=1)]
             comparison["stacking"] = {
-                **_summary(classification_metrics(data.y, pred, classes)),
+                **headline_figures(classification_metrics(data.y, pred, classes)),
                 "members": stack_members,
             }
         everywhere = np.ones(len(data.y), dtype=bool)
@@ -886,7 +851,7 @@ class GlobalLandCover:
                 fitted[kind] = _fit_member(kind, cfg, data.X, data.chips, data.y)
         stacker = None
         if len(members) > 1:
-            stacker = _stacker(cfg.seed).fit(_log_probs([oof[k] for k in members]), data.y)
+            stacker = make_stacker(seed=cfg.seed).fit(log_probs([oof[k] for k in members]), data.y)
         return GlobalLandCoverModel(
             members=fitted,
             stacker=stacker,

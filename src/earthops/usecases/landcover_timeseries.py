@@ -44,15 +44,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    precision_recall_fscore_support,
-)
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
@@ -63,7 +56,13 @@ from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.features.timeseries import TimeSeriesFeatures, input_columns
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
-from earthops.models.selection import choose_candidate, selection_aware_proba
+from earthops.models.metrics import classification_metrics, headline_figures
+from earthops.models.selection import (
+    choose_candidate,
+    log_probs,
+    make_stacker,
+    selection_aware_proba,
+)
 from earthops.models.tempcnn import TempCNNClassifier
 from earthops.usecases.base import EvalOptions, TrainOptions
 
@@ -221,40 +220,10 @@ class TimeSeriesLandCoverModel(ClassifierMixin, BaseEstimator):
             return np.mean(probas, axis=0)
         if self.stacker is None:
             return probas[0]
-        return np.asarray(self.stacker.predict_proba(_log_probs(probas)))
+        return np.asarray(self.stacker.predict_proba(log_probs(probas)))
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-def _log_probs(probas: list[np.ndarray]) -> np.ndarray:
-    return np.log(np.clip(np.concatenate(probas, axis=1), 1e-4, 1.0))
-
-
-# ----------------------------------------------------------------------------- metrics
-def classification_metrics(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """``overall_accuracy``, ``macro_f1``, ``kappa``, ``per_class`` (by class name)."""
-    labels = [c for c in classes if np.any(y == c)]
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    return {
-        "overall_accuracy": float(accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
-        "kappa": float(cohen_kappa_score(y, pred)),
-        "per_class": {
-            c: {
-                "precision": float(p[i]),
-                "recall": float(r[i]),
-                "f1": float(f[i]),
-                "support": int(s[i]),
-            }
-            for i, c in enumerate(labels)
-        },
-        "n_samples": len(y),
-    }
-
-
-def _summary(m: dict[str, Any]) -> dict[str, float]:
-    return {k: round(float(m[k]), 4) for k in ("overall_accuracy", "macro_f1", "kappa")}
 
 
 # -------------------------------------------------------------------------------- CV
@@ -304,10 +273,10 @@ def cross_validate(
                 )
                 bar.advance(task)
     if len(cfg.models) > 1:  # stack: meta-learner CV on the OOF log-probabilities, same folds
-        Z = _log_probs([oof[k] for k in cfg.models])
+        Z = log_probs([oof[k] for k in cfg.models])
         stack = np.zeros_like(oof[cfg.models[0]])
         for k in range(cfg.n_folds):
-            meta = _stacker(cfg).fit(Z[folds != k], y[folds != k])
+            meta = make_stacker(max_iter=2000).fit(Z[folds != k], y[folds != k])
             stack[np.ix_(folds == k, np.searchsorted(classes, meta.classes_))] = meta.predict_proba(
                 Z[folds == k]
             )
@@ -329,14 +298,14 @@ def cross_validate(
         label=label,
         selected=selected,
         choice_per_fold=choices,
-        headline=_summary(headline),
-        macro_f1={k: _summary(m)["macro_f1"] for k, m in metrics.items()},
+        headline=headline_figures(headline),
+        macro_f1={k: headline_figures(m)["macro_f1"] for k, m in metrics.items()},
     )
     kinds = {"stack": list(cfg.models), "vote": _voters(cfg.models)}.get(selected, [selected])
     members = {kind: clone(cfg.member(kind, layout)).fit(feats, y) for kind in kinds}
     stacker = None
     if selected == "stack":
-        stacker = _stacker(cfg).fit(_log_probs([oof[k] for k in cfg.models]), y)
+        stacker = make_stacker(max_iter=2000).fit(log_probs([oof[k] for k in cfg.models]), y)
     model = TimeSeriesLandCoverModel(
         featurizer=featurizer, members=members, stacker=stacker, vote=selected == "vote"
     )
@@ -356,11 +325,6 @@ def _voters(models: tuple[str, ...]) -> list[str]:
     """Members of the soft vote: all but the RF baseline when at least two others exist."""
     others = [k for k in models if k != "rf"]
     return others if len(others) >= 2 else list(models)
-
-
-def _stacker(cfg: TrainConfig) -> Pipeline:
-    """Logistic regression on standardised member log-probabilities (converges, unlike raw)."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
 
 
 # ----------------------------------------------------------------------------- samples
@@ -500,8 +464,8 @@ class TimeSeriesLandCover:
             metrics.update(
                 protocol=cfg.protocol,
                 selected=result.selected,
-                selected_plain_cv=_summary(result.metrics[result.selected]),
-                models={k: _summary(m) for k, m in result.metrics.items()},
+                selected_plain_cv=headline_figures(result.metrics[result.selected]),
+                models={k: headline_figures(m) for k, m in result.metrics.items()},
                 ensembles_vs_best_single={
                     "stack_macro_f1": (
                         round(result.metrics["stack"]["macro_f1"], 4)
@@ -534,10 +498,10 @@ class TimeSeriesLandCover:
             )
             if map_part is not None and map_part is not main:
                 metrics["ndvi_sinop"] = {
-                    **_summary(map_part.result.headline),
+                    **headline_figures(map_part.result.headline),
                     "selected": map_part.result.selected,
                     "choice_per_fold": map_part.result.choices,
-                    "baseline": _summary(map_part.result.metrics["rf"]),
+                    "baseline": headline_figures(map_part.result.metrics["rf"]),
                 }
             metadata = {
                 "usecase": NAME,
@@ -560,7 +524,7 @@ class TimeSeriesLandCover:
             log_confusion_matrix(y, result.headline_pred, classes)
             uri = log_model(result.model, example, metadata=metadata)
             metrics.update(model_uri=uri, run_id=run.info.run_id)
-        log.info("landcover_timeseries.trained", **_summary(metrics), model_uri=uri)
+        log.info("landcover_timeseries.trained", **headline_figures(metrics), model_uri=uri)
         return metrics
 
     def _fit_protocol(self, samples: SampleSet, protocol: str, cfg: TrainConfig) -> _Fitted:
