@@ -409,7 +409,22 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
             proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
         return proba
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
+        """Class labels, the argmax of :meth:`proba_arrays`.
+
+        A lone tabular member (no stacker, no prior shift, classes in the model's order) gives
+        the same labels through its own ``predict``, which may stop scoring a row early.
+        """
+        members = self.members or {}
+        if len(members) == 1 and self.stacker is None and not self.shifts_priors:
+            kind, est = next(iter(members.items()))
+            order = [int(c) for c in est.classes_]
+            if kind != "vit" and order == [c for c in self.classes if c in order]:
+                return np.asarray(est.predict(features))
+        return self.classes_[np.argmax(self.proba_arrays(features, chips), axis=1)]
+
+    def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """The feature matrix and (when a ViT member needs them) the chips of a table."""
         missing = [c for c in self.feature_names if c not in X.columns]
         if missing:
             raise EarthOpsError(f"input lacks model features {missing[:5]}")
@@ -418,10 +433,13 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         if self.needs_chips:
             cols = chip_columns(int(self.chip_size or 16))
             chips = unflatten_chips(X[cols].to_numpy(dtype=np.uint8), int(self.chip_size or 16))
-        return self.proba_arrays(features, chips)
+        return features, chips
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.proba_arrays(*self._arrays(X))
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return self.predict_arrays(*self._arrays(X))
 
 
 # ---------------------------------------------------------------------------- training
@@ -901,8 +919,7 @@ class GlobalLandCover:
             if meta.get("needs_chips")
             else None
         )
-        proba = model.proba_arrays(grid.values(rows, cols), chips)
-        pred = model.classes_[np.argmax(proba, axis=1)]
+        pred = model.predict_arrays(grid.values(rows, cols), chips)
         metrics = classification_metrics(y, pred, classes)
         metrics.update(
             protocol=protocol,
@@ -1123,19 +1140,6 @@ def predict_global_map(
     cols = np.arange(c0 + decimate // 2, c1, decimate)
     classes = [int(c) for c in model.classes_]
     n_bands = 2 if with_probability else 1
-    # one tabular member, no stacker: its predict() is argmax of its probabilities (and may
-    # stop early once a pixel's class is settled); same labels as argmax(proba_arrays)
-    label_model = None
-    members = model.members or {}
-    if (
-        not (with_probability or model.shifts_priors)
-        and model.stacker is None
-        and len(members) == 1
-    ):
-        kind, est = next(iter(members.items()))
-        order = [classes.index(int(c)) if int(c) in classes else -1 for c in est.classes_]
-        if kind != "vit" and min(order) >= 0 and order == sorted(order):
-            label_model = est
     out = np.full((n_bands, rows.size, cols.size), NODATA, dtype=np.uint8)
     with progress() as bar:
         task = bar.add_task(f"IGBP map 1/{decimate}", total=rows.size)
@@ -1151,10 +1155,11 @@ def predict_global_map(
             prob = np.zeros(feats.shape[0], dtype=np.uint8)
             n_valid = int(valid.sum())
             take = slice(None) if n_valid == valid.size else valid  # no copy when all valid
-            if n_valid and label_model is not None:  # labels only: the member's predict
-                labels[take] = label_model.predict(feats[take])
+            chips_taken = None if chips is None else chips[take]
+            if n_valid and not with_probability:
+                labels[take] = model.predict_arrays(feats[take], chips_taken)
             elif n_valid:
-                proba = model.proba_arrays(feats[take], None if chips is None else chips[take])
+                proba = model.proba_arrays(feats[take], chips_taken)
                 best = np.argmax(proba, axis=1)
                 labels[take] = model.classes_[best]
                 prob[take] = np.rint(100 * proba[np.arange(best.size), best])
