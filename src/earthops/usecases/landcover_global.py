@@ -695,15 +695,10 @@ class GlobalLandCover:
         labels = read_labels(options.dataset)
         grid = load_feature_grid(cfg.grid)
         data = self._sample(labels, grid, cfg, options.exclude_bboxes, classes)
-        folds = block_folds(
-            data.y, block_ids(data.rows, data.cols, cfg.block_deg), cfg.n_folds, cfg.seed
-        )
-        log.info(
-            "landcover_global.sample",
-            protocol=cfg.protocol,
-            n=len(data.y),
-            blocks=int(np.unique(block_ids(data.rows, data.cols)).size),
-        )
+        blocks = block_ids(data.rows, data.cols, cfg.block_deg)
+        n_blocks = int(np.unique(blocks).size)
+        folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
+        log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
 
         probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
         oof: dict[str, np.ndarray] = {}
@@ -773,7 +768,7 @@ class GlobalLandCover:
             "block_deg": cfg.block_deg,
             "n_folds": cfg.n_folds,
             "sampling": f"class-balanced, up to {cfg.n_per_class} px per class",
-            "n_blocks": int(np.unique(block_ids(data.rows, data.cols, cfg.block_deg)).size),
+            "n_blocks": n_blocks,
         }
         metrics["protocol"] = cfg.protocol
 
