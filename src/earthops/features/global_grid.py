@@ -388,7 +388,7 @@ def _as_slice(index: np.ndarray) -> slice | np.ndarray:
     """An evenly spaced increasing index as a slice (a strided memmap view, no gather)."""
     if index.size > 1:
         step = int(index[1] - index[0])
-        if step > 0 and np.array_equal(np.diff(index), np.full(index.size - 1, step)):
+        if step > 0 and np.all(np.diff(index) == step):
             return slice(int(index[0]), int(index[-1]) + 1, step)
     elif index.size == 1:
         return slice(int(index[0]), int(index[0]) + 1)
