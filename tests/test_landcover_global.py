@@ -204,6 +204,25 @@ def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
     assert metrics["n_samples"] > 1000  # every labelled igbp7 pixel in the box
     assert "evergreen broadleaf forest" in metrics["per_class"]
     assert 0.0 <= metrics["overall_accuracy"] <= 1.0
+    assert metrics["holdout"] is True and metrics["training_area_share"] == 0.0
+
+
+def test_evaluate_defaults_to_the_held_out_region_and_flags_overlap(
+    trained: dict[str, Any],
+) -> None:
+    usecase = get_usecase("landcover-global")
+    default = usecase.evaluate(trained["model_uri"], EvalOptions())
+    assert default["bboxes"] == [str(EXCLUDED)]  # nothing given: where it never trained
+    assert default["holdout"] is True
+    inside = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[EXCLUDED]))
+    assert default["n_samples"] == inside["n_samples"]
+    assert default["overall_accuracy"] == inside["overall_accuracy"]
+
+    # a box half over the training area: the score is flagged, with the share it overlaps
+    straddling = BBox.parse("17.5,-5,32.5,10")
+    mixed = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[straddling]))
+    assert mixed["holdout"] is False
+    assert 0.3 < mixed["training_area_share"] < 0.7
 
 
 def test_bad_protocol_and_bbox_are_clear_errors(

@@ -34,7 +34,12 @@ Labelled datasets for :meth:`GlobalLandCover.evaluate` (``--dataset``):
   0.05° grid pixel that contains it.
 
 Labels outside the protocol's classes are ignored. ``--bbox`` restricts either source (or
-the catalog MCD12C1 when no dataset is given) to the union of the boxes.
+the catalog MCD12C1 when no dataset is given) to the union of the boxes. With neither
+``--dataset`` nor ``--bbox``, a model trained with ``--exclude-bbox`` is scored inside its
+excluded boxes (the catalog labels are its training labels). The metrics say how honest the
+score is: ``training_area_share`` is the share of scored pixels outside every excluded box —
+where training pixels were drawn, so neighbours of them — and ``holdout`` is true when it is 0
+(a warning is logged otherwise).
 """
 
 from __future__ import annotations
@@ -249,6 +254,14 @@ def in_bboxes(rows: np.ndarray, cols: np.ndarray, bboxes: Sequence[BBox]) -> np.
     for box in bboxes:
         mask |= box.contains(lon, lat)
     return mask
+
+
+def training_area_share(rows: np.ndarray, cols: np.ndarray, held_out: Sequence[BBox]) -> float:
+    """Share of the pixels outside every held-out box: where training pixels were sampled
+    (the model's grid region is applied before, so outside it nothing is scored)."""
+    if rows.size == 0:
+        return 0.0
+    return float(np.mean(~in_bboxes(rows, cols, held_out)))
 
 
 def _box_mask(shape: tuple[int, ...], bboxes: Sequence[BBox]) -> np.ndarray:
@@ -907,7 +920,20 @@ class GlobalLandCover:
             )
         spec = GridSpec.model_validate(meta["grid_spec"])
         region = BBox(*spec.region) if spec.region is not None else None
+        held_out = [BBox.parse(b) for b in meta.get("exclude_bboxes", [])]
+        if options.dataset is None and not options.bboxes and held_out:
+            # the catalog labels the model was trained on: score where it never sampled
+            log.info("landcover_global.evaluate_held_out", bboxes=[str(b) for b in held_out])
+            options = replace(options, bboxes=held_out)
         rows, cols, y, source = self._eval_pixels(options, classes, region)
+        seen = training_area_share(rows, cols, held_out)
+        if seen > 0:
+            log.warning(
+                "landcover_global.evaluate_overlaps_training",
+                training_area_share=round(seen, 4),
+                hint="the model sampled its training pixels around these; for a true hold-out "
+                "train with --exclude-bbox and evaluate with --bbox inside it",
+            )
         grid = load_feature_grid(spec)
         chips = (
             extract_chips(rows, cols, int(meta.get("chip_size", 16)))
@@ -921,6 +947,8 @@ class GlobalLandCover:
             model_uri=model_uri,
             source=source,
             bboxes=[str(b) for b in options.bboxes],
+            training_area_share=round(seen, 4),
+            holdout=seen == 0,
         )
         return metrics
 
