@@ -95,6 +95,23 @@ def test_evaluate_shared_json_and_clear_errors(in_home: dict, tmp_path: Path) ->
     assert scored["n_samples"] == 300 and scored["unknown_labels"] == []
     assert {"overall_accuracy", "macro_f1", "kappa", "per_class"} <= set(scored)
     assert scored["overall_accuracy"] > 0.9  # samples seen in training: near perfect
+    assert scored["training_sample_share"] == 1.0 and scored["holdout"] is False
+
+    # the same places 28 years earlier (before MODIS; same leap-year cycle): held out
+    def earlier(day: str) -> str:
+        return f"{int(day[:4]) - 28}{day[4:]}"
+
+    for rec in records[:40]:
+        rec["start_date"], rec["end_date"] = earlier(rec["start_date"]), earlier(rec["end_date"])
+        for step in rec["time_series"]:
+            step["Index"] = earlier(step["Index"])
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(records[:40] + records[40:60]))
+    mixed = uc.evaluate(uri, EvalOptions(dataset=moved))
+    assert mixed["training_sample_share"] == round(20 / 60, 4) and mixed["holdout"] is False
+    held_out = tmp_path / "held_out.json"
+    held_out.write_text(json.dumps(records[:40]))
+    assert uc.evaluate(uri, EvalOptions(dataset=held_out))["holdout"] is True
 
     bad = tmp_path / "bad.json"
     bad.write_text('[{"longitude": -55, "latitude": -12, "label": "Forest", "time_series": [')

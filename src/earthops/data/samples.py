@@ -69,6 +69,17 @@ class SampleSet:
         first = self.table.groupby("sample_id", sort=True)[["longitude", "latitude"]].first()
         return first.to_numpy(dtype=np.float64)
 
+    @property
+    def keys(self) -> np.ndarray:
+        """``(n_samples,)`` uint64 identity of each sample: its place (to 1e-5°) and first date.
+
+        The same sample in another file (another export, a subset) has the same key, so a
+        model can tell which samples it was trained on.
+        """
+        lon, lat = np.round(self.coords, 5).T
+        frame = pd.DataFrame({"lon": lon, "lat": lat, "start": self.dates[:, 0]})
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+
 
 def _load(path: Path) -> Any:
     raw = path.read_bytes()

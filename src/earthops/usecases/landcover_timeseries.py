@@ -32,10 +32,16 @@ Protocols (``--protocol``):
 into a COG with the 9 class names in its palette; the cube must have the model's dates
 (calendar day ±3 d, any year) and CRS, otherwise :class:`~earthops.errors.SignatureError`.
 Any extent on that grid works (the model is per pixel).
+
+``evaluate`` scores any samples JSON; the logged model keeps the keys of its training samples
+(place and first date, :attr:`~earthops.data.samples.SampleSet.keys`), so the metrics say
+which share of the scored samples it was trained on (``training_sample_share``; ``holdout``
+is true when none) and a warning is logged when any were.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -156,6 +162,16 @@ class TrainConfig:
             return TempCNNClassifier(**{"seed": self.seed, **self.tempcnn_params, **layout})
         params = {"rf": self.rf_params, "lightgbm": self.lgbm_params, "xgboost": self.xgb_params}
         return make_classifier(kind, **params[kind])
+
+
+def encode_keys(keys: np.ndarray) -> str:
+    """Sample keys (uint64) as compact text for the model metadata (sorted, base64)."""
+    return base64.b64encode(np.unique(keys).astype("<u8").tobytes()).decode("ascii")
+
+
+def decode_keys(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_keys`."""
+    return np.frombuffer(base64.b64decode(text), dtype="<u8")
 
 
 def check_protocol(protocol: str) -> str:
@@ -515,6 +531,7 @@ class TimeSeriesLandCover:
                 "classes": classes,
                 "selected": result.selected,
                 "members": list(result.model.members or {}),
+                "training_sample_keys": encode_keys(samples.keys),
             }
             if map_part is not None:
                 metadata["raster_signature"] = map_part.signature
@@ -571,11 +588,23 @@ class TimeSeriesLandCover:
         classes = sorted(set(meta.get("classes", [])) | set(y.tolist()))
         metrics = classification_metrics(y, pred, classes)
         unknown = sorted(set(y.tolist()) - set(meta.get("classes", [])))
+        seen = None
+        if "training_sample_keys" in meta:
+            seen = float(np.isin(samples.keys, decode_keys(meta["training_sample_keys"])).mean())
+            if seen > 0:
+                log.warning(
+                    "landcover_timeseries.evaluate_overlaps_training",
+                    training_sample_share=round(seen, 4),
+                    hint="these samples were in the model's training set; score held-out "
+                    "samples for an honest figure",
+                )
         metrics.update(
             model_uri=model_uri,
             dataset=str(options.dataset or samples.ref.uri),
             protocol=meta.get("protocol"),
             unknown_labels=unknown,
+            training_sample_share=None if seen is None else round(seen, 4),
+            holdout=None if seen is None else seen == 0,
         )
         return metrics
 
