@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from earthops.models.metrics import classification_metrics, headline_figures
+from earthops.models.metrics import classification_metrics, headline_figures, holdout_fields
 
 
 def test_metrics_cover_present_classes_and_name_them() -> None:
@@ -26,3 +26,13 @@ def test_metrics_cover_present_classes_and_name_them() -> None:
     }  # fmt: skip
     labelled = classification_metrics(np.array(["a", "b"]), np.array(["a", "a"]), ["a", "b"])
     assert set(labelled["per_class"]) == {"a", "b"}  # no names: the labels themselves
+
+
+def test_holdout_fields_flag_any_overlap_with_training() -> None:
+    assert holdout_fields("training_area_share", 0.0, hint="h") == {
+        "training_area_share": 0.0,
+        "holdout": True,
+    }
+    overlapping = holdout_fields("training_sample_share", np.float64(1 / 3), hint="h")
+    assert overlapping == {"training_sample_share": 0.3333, "holdout": False}
+    assert holdout_fields("training_sample_share", None, hint="h")["holdout"] is None

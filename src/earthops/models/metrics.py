@@ -13,6 +13,10 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from earthops.logs import get_logger
+
+log = get_logger(__name__)
+
 HEADLINE_KEYS = ("overall_accuracy", "macro_f1", "kappa")
 
 
@@ -49,3 +53,17 @@ def classification_metrics(
 def headline_figures(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The three headline figures, rounded to 4 decimals (for logs and comparisons)."""
     return {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS}
+
+
+def holdout_fields(share_key: str, share: float | None, hint: str) -> dict[str, Any]:
+    """How honest an evaluation is: ``{share_key: share, "holdout": share == 0}``.
+
+    ``share`` is the part of the scored data the model was trained on (or next to); ``None``
+    when unknown. A warning with ``hint`` is logged when it is above 0.
+    """
+    if share is None:
+        return {share_key: None, "holdout": None}
+    share = round(float(share), 4)
+    if share > 0:
+        log.warning("evaluate.overlaps_training", **{share_key: share}, hint=hint)
+    return {share_key: share, "holdout": share == 0}

@@ -83,7 +83,7 @@ from earthops.features.global_grid import (
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
 from earthops.models.metrics import classification_metrics as _metrics
-from earthops.models.metrics import headline_figures
+from earthops.models.metrics import headline_figures, holdout_fields
 from earthops.models.selection import (
     choose_candidate,
     log_probs,
@@ -926,14 +926,12 @@ class GlobalLandCover:
             log.info("landcover_global.evaluate_held_out", bboxes=[str(b) for b in held_out])
             options = replace(options, bboxes=held_out)
         rows, cols, y, source = self._eval_pixels(options, classes, region)
-        seen = training_area_share(rows, cols, held_out)
-        if seen > 0:
-            log.warning(
-                "landcover_global.evaluate_overlaps_training",
-                training_area_share=round(seen, 4),
-                hint="the model sampled its training pixels around these; for a true hold-out "
-                "train with --exclude-bbox and evaluate with --bbox inside it",
-            )
+        honesty = holdout_fields(
+            "training_area_share",
+            training_area_share(rows, cols, held_out),
+            hint="the model sampled its training pixels around these; for a true hold-out "
+            "train with --exclude-bbox and evaluate with --bbox inside it",
+        )
         grid = load_feature_grid(spec)
         chips = (
             extract_chips(rows, cols, int(meta.get("chip_size", 16)))
@@ -947,8 +945,7 @@ class GlobalLandCover:
             model_uri=model_uri,
             source=source,
             bboxes=[str(b) for b in options.bboxes],
-            training_area_share=round(seen, 4),
-            holdout=seen == 0,
+            **honesty,
         )
         return metrics
 

@@ -62,7 +62,7 @@ from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.features.timeseries import TimeSeriesFeatures, input_columns
 from earthops.logs import get_logger, progress
 from earthops.models.estimators import make_classifier
-from earthops.models.metrics import classification_metrics, headline_figures
+from earthops.models.metrics import classification_metrics, headline_figures, holdout_fields
 from earthops.models.selection import (
     choose_candidate,
     log_probs,
@@ -588,23 +588,19 @@ class TimeSeriesLandCover:
         classes = sorted(set(meta.get("classes", [])) | set(y.tolist()))
         metrics = classification_metrics(y, pred, classes)
         unknown = sorted(set(y.tolist()) - set(meta.get("classes", [])))
-        seen = None
-        if "training_sample_keys" in meta:
-            seen = float(np.isin(samples.keys, decode_keys(meta["training_sample_keys"])).mean())
-            if seen > 0:
-                log.warning(
-                    "landcover_timeseries.evaluate_overlaps_training",
-                    training_sample_share=round(seen, 4),
-                    hint="these samples were in the model's training set; score held-out "
-                    "samples for an honest figure",
-                )
+        trained_on = meta.get("training_sample_keys")
+        honesty = holdout_fields(
+            "training_sample_share",
+            None if trained_on is None else np.isin(samples.keys, decode_keys(trained_on)).mean(),
+            hint="these samples were in the model's training set; score held-out samples for "
+            "an honest figure",
+        )
         metrics.update(
             model_uri=model_uri,
             dataset=str(options.dataset or samples.ref.uri),
             protocol=meta.get("protocol"),
             unknown_labels=unknown,
-            training_sample_share=None if seen is None else round(seen, 4),
-            holdout=None if seen is None else seen == 0,
+            **honesty,
         )
         return metrics
 
