@@ -249,3 +249,30 @@ def test_tempcnn_hybrid_features_and_old_single_net_pickles() -> None:
     old = TempCNNClassifier.__new__(TempCNNClassifier)
     old.__setstate__({**state, "state_": flat})
     np.testing.assert_array_equal(old.predict_proba(X), plain.predict_proba(X))
+
+
+def test_ltae_is_an_optional_member_of_the_cross_validation(mirror: Path) -> None:
+    from earthops.data.samples import read_mod13q1_samples
+    from earthops.features.timeseries import TimeSeriesFeatures
+    from earthops.models.ltae import LTAEClassifier
+    from earthops.usecases.landcover_timeseries import (
+        TrainConfig,
+        cross_validate,
+        protocol_layout,
+        sample_rows,
+    )
+
+    small = {"n_members": 1, "epochs": 10, "d_model": 32, "n_head": 4, "mlp": [64]}
+    cfg = TrainConfig.from_options(
+        TrainOptions(params={"models": ["rf", "ltae"], "n_folds": 3, "ltae_params": small})
+    )
+    assert cfg.ltae_params["with_features"] and cfg.ltae_params["epochs"] == 10
+    s = read_mod13q1_samples(mirror / "landcover" / "matogrosso_mod13q1_9classes.json.gz")
+    bands, index = protocol_layout("all-bands", s.bands, s.n_times)
+    pick = np.random.default_rng(1).permutation(s.n_samples)[:450]
+    X, y = sample_rows(s, bands, index)[pick], s.labels[pick]
+    result = cross_validate(X, y, cfg, TimeSeriesFeatures(bands=bands, n_dates=len(index)))
+    assert {"rf", "ltae", "stack", "vote"} <= set(result.metrics)
+    assert result.metrics["ltae"]["overall_accuracy"] > 0.6  # 9 classes: chance is ~0.11
+    member = cfg.member("ltae", {"n_dates": 23, "n_channels": 8})
+    assert isinstance(member, LTAEClassifier) and member.d_model == 32 and member.n_channels == 8

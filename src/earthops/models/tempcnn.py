@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
 from earthops.models.vit import _threads
 
@@ -123,8 +124,8 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
         return xb
 
     # -- network -------------------------------------------------------------------------------
-    def _net(self, n_classes: int) -> Any:
-        """Three conv blocks over the dates (+ the dense feature branch) → dense head."""
+    def _encoder(self) -> tuple[Any, int]:
+        """Three conv blocks over the dates, flattened: ``(n, n_channels, n_dates) → (n, width)``."""
         import torch
 
         nn = torch.nn
@@ -141,7 +142,15 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
                 nn.ReLU(),
                 nn.Dropout(self.dropout),
             ]
-        width, branch = self.filters * self.n_dates, None
+        return nn.Sequential(*layers, nn.Flatten()), self.filters * self.n_dates
+
+    def _net(self, n_classes: int) -> Any:
+        """The series encoder (+ the dense feature branch) → dense head."""
+        import torch
+
+        nn = torch.nn
+        encoder, width = self._encoder()
+        branch = None
         n_extra = self._n_extra()
         if n_extra:
             branch_width = max(1, self.hidden // 2)
@@ -159,7 +168,7 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
             nn.Dropout(self.dropout + 0.1),
             nn.Linear(self.hidden, n_classes),
         )
-        return _module_class()(nn.Sequential(*layers, nn.Flatten()), branch, head)
+        return _module_class()(encoder, branch, head)
 
     def _fit_member(self, xt: Any, ft: Any, yt: Any, seed: int) -> dict[str, np.ndarray]:
         import torch
@@ -210,10 +219,11 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
         """``(n_members, n, n_classes)`` class probabilities of each ensemble member."""
         import torch
 
+        states = self._states()
         series, feats = self._inputs(X)
         out = []
         with _threads(self.n_threads), torch.no_grad():
-            for state in self._states():
+            for state in states:
                 net = self._net(len(self.classes_))
                 net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
                 net.eval()
@@ -262,7 +272,7 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
     def _states(self) -> list[dict[str, np.ndarray]]:
         states = getattr(self, "states_", None)
         if not states:
-            raise ValueError("TempCNNClassifier is not fitted")
+            raise NotFittedError(f"{type(self).__name__} is not fitted")
         return list(states)
 
 
@@ -272,7 +282,7 @@ def _module_class() -> type:
     import torch
 
     class TempCNNNet(torch.nn.Module):
-        """Convolutions over the dates (+ a dense branch on the features) → dense head."""
+        """The series encoder (+ a dense branch on the features) → dense head."""
 
         def __init__(self, conv: Any, branch: Any, head: Any) -> None:
             super().__init__()
