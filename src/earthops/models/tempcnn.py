@@ -248,7 +248,8 @@ class TempCNNClassifier(ClassifierMixin, BaseEstimator):
         return self.member_probas(X).mean(axis=0)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: an unfitted model has no classes_
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickle; a single-net pickle of an older version (``state_``, a flat
