@@ -43,7 +43,7 @@ is true when none) and a warning is logged when any were.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -143,14 +143,7 @@ class TrainConfig:
                 rf_params={"n_estimators": 40},
             )
         params = dict(options.params)
-        for key in (
-            "rf_params",
-            "lgbm_params",
-            "xgb_params",
-            "svm_params",
-            "tempcnn_params",
-            "ltae_params",
-        ):
+        for key in (f.name for f in fields(cls) if f.name.endswith("_params")):
             if key in params:
                 params[key] = {**getattr(cfg, key), **params[key]}
         if "models" in params:
