@@ -256,14 +256,6 @@ def in_bboxes(rows: np.ndarray, cols: np.ndarray, bboxes: Sequence[BBox]) -> np.
     return mask
 
 
-def training_area_share(rows: np.ndarray, cols: np.ndarray, held_out: Sequence[BBox]) -> float:
-    """Share of the pixels outside every held-out box: where training pixels were sampled
-    (the model's grid region is applied before, so outside it nothing is scored)."""
-    if rows.size == 0:
-        return 0.0
-    return float(np.mean(~in_bboxes(rows, cols, held_out)))
-
-
 def _box_mask(shape: tuple[int, ...], bboxes: Sequence[BBox]) -> np.ndarray:
     """``shape`` boolean grid: pixels whose centre lies in any of ``bboxes`` (cf. in_bboxes)."""
     mask = np.zeros(shape, dtype=bool)
@@ -926,9 +918,9 @@ class GlobalLandCover:
             log.info("landcover_global.evaluate_held_out", bboxes=[str(b) for b in held_out])
             options = replace(options, bboxes=held_out)
         rows, cols, y, source = self._eval_pixels(options, classes, region)
-        honesty = holdout_fields(
+        honesty = holdout_fields(  # training pixels were drawn outside every excluded box
             "training_area_share",
-            training_area_share(rows, cols, held_out),
+            np.mean(~in_bboxes(rows, cols, held_out)),
             hint="the model sampled its training pixels around these; for a true hold-out "
             "train with --exclude-bbox and evaluate with --bbox inside it",
         )
