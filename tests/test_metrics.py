@@ -36,3 +36,5 @@ def test_holdout_fields_flag_any_overlap_with_training() -> None:
     overlapping = holdout_fields("training_sample_share", np.float64(1 / 3), hint="h")
     assert overlapping == {"training_sample_share": 0.3333, "holdout": False}
     assert holdout_fields("training_sample_share", None, hint="h")["holdout"] is None
+    tiny = holdout_fields("training_area_share", 1 / 50_000, hint="h")
+    assert tiny == {"training_area_share": 0.0, "holdout": False}  # shown as 0, still no hold-out

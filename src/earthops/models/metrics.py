@@ -63,7 +63,7 @@ def holdout_fields(share_key: str, share: float | None, hint: str) -> dict[str, 
     """
     if share is None:
         return {share_key: None, "holdout": None}
-    share = round(float(share), 4)
-    if share > 0:
-        log.warning("evaluate.overlaps_training", **{share_key: share}, hint=hint)
-    return {share_key: share, "holdout": share == 0}
+    shown = round(float(share), 4)
+    if share > 0:  # the exact share: an overlap too small to show still is one
+        log.warning("evaluate.overlaps_training", **{share_key: shown}, hint=hint)
+    return {share_key: shown, "holdout": bool(share == 0)}
