@@ -51,3 +51,12 @@ def test_malformed_params(tmp_path: Path, run_cli: CliRunner) -> None:
     )
     out = run_cli("train", "landcover-global", "--params", '{"decision": "bayes"}')
     _clean_failure(out, "params.decision 'bayes'")
+
+
+def test_bad_member_params_fail_before_training(run_cli: CliRunner) -> None:
+    ts = ("train", "landcover-timeseries", "--params")
+    out = run_cli(*ts, '{"models": ["rf", "ltae"], "ltae_params": {"bogus": 1}}')
+    _clean_failure(out, "params for member 'ltae'")
+    _clean_failure(run_cli(*ts, '{"rf_params": [500]}'), "params.rf_params: expected an object")
+    out = run_cli("train", "landcover-global", "--params", '{"rf_params": {"n_trees": 10}}')
+    _clean_failure(out, "params for member 'rf'")

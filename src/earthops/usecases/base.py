@@ -7,6 +7,7 @@ and the name registry in :mod:`earthops.usecases`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,6 +80,29 @@ def parse_params(text: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EarthOpsError(f"{source}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def merge_member_params(defaults: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with every ``*_params`` object merged onto ``defaults``' dict of that name,
+    so a partial override keeps the other defaults; a non-object is a clear error."""
+    merged = dict(params)
+    for key, value in params.items():
+        if not (key.endswith("_params") and isinstance(getattr(defaults, key, None), dict)):
+            continue
+        if not isinstance(value, dict):
+            raise EarthOpsError(f"params.{key}: expected an object, got {type(value).__name__}")
+        merged[key] = {**getattr(defaults, key), **value}
+    return merged
+
+
+def check_members(kinds: Iterable[str], build: Callable[[str], Any]) -> None:
+    """Build every member once (cheap: no fitting), so that a misspelt member parameter is a
+    clear error before any training starts rather than a traceback in the middle of it."""
+    for kind in kinds:
+        try:
+            build(kind)
+        except (TypeError, ValueError) as exc:
+            raise EarthOpsError(f"params for member '{kind}': {exc}") from None
 
 
 @dataclass

@@ -90,7 +90,13 @@ from earthops.models.selection import (
     make_stacker,
     selection_aware_proba,
 )
-from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.usecases.base import (
+    BBox,
+    EvalOptions,
+    TrainOptions,
+    check_members,
+    merge_member_params,
+)
 
 log = get_logger(__name__)
 
@@ -177,10 +183,7 @@ class TrainConfig:
                 rf_params={"n_estimators": 60},
                 lgbm_params={**_LGBM, "n_estimators": 80, "learning_rate": 0.15},
             )
-        params = dict(options.params)
-        for key in ("rf_params", "lgbm_params", "xgb_params", "vit_params"):
-            if key in params:
-                params[key] = {**getattr(cfg, key), **params[key]}
+        params = merge_member_params(cfg, options.params)
         if "models" in params:
             params["models"] = tuple(params["models"])
             unknown = set(params["models"]) - {*TABULAR_KINDS, "vit"}
@@ -202,7 +205,9 @@ class TrainConfig:
             raise EarthOpsError(
                 f"params.decision {params['decision']!r}: expected one of {', '.join(DECISIONS)}"
             )
-        return replace(cfg, **params)
+        cfg = replace(cfg, **params)
+        check_members(cfg.models, lambda kind: make_classifier(kind, **cfg.model_params(kind)))
+        return cfg
 
     def model_params(self, kind: str) -> dict[str, Any]:
         return {

@@ -43,7 +43,7 @@ is true when none) and a warning is logged when any were.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,7 +72,7 @@ from earthops.models.selection import (
     selection_aware_proba,
 )
 from earthops.models.tempcnn import TempCNNClassifier
-from earthops.usecases.base import EvalOptions, TrainOptions
+from earthops.usecases.base import EvalOptions, TrainOptions, check_members, merge_member_params
 
 log = get_logger(__name__)
 
@@ -142,10 +142,7 @@ class TrainConfig:
                 models=("rf", "svm"),
                 rf_params={"n_estimators": 40},
             )
-        params = dict(options.params)
-        for key in (f.name for f in fields(cls) if f.name.endswith("_params")):
-            if key in params:
-                params[key] = {**getattr(cfg, key), **params[key]}
+        params = merge_member_params(cfg, options.params)
         if "models" in params:
             params["models"] = tuple(params["models"])
             if set(params["models"]) - set(MEMBER_KINDS) or "rf" not in params["models"]:
@@ -156,7 +153,9 @@ class TrainConfig:
         unknown = set(params) - set(cls.__dataclass_fields__)
         if unknown:
             raise EarthOpsError(f"unknown {NAME} params {sorted(unknown)}")
-        return replace(cfg, **params)
+        cfg = replace(cfg, **params)
+        check_members(cfg.models, cfg.member)
+        return cfg
 
     def member(self, kind: str, layout: dict[str, int] | None = None) -> Any:
         """An unfitted member of ``kind`` (features in, labels out); ``layout`` gives the nets
