@@ -60,3 +60,6 @@ def test_bad_member_params_fail_before_training(run_cli: CliRunner) -> None:
     _clean_failure(run_cli(*ts, '{"rf_params": [500]}'), "params.rf_params: expected an object")
     out = run_cli("train", "landcover-global", "--params", '{"rf_params": {"n_trees": 10}}')
     _clean_failure(out, "params for member 'rf'")
+    _clean_failure(run_cli(*ts, '{"spatial_block_deg": -1}'), "params.spatial_block_deg -1")
+    out = run_cli(*ts, '{"spatial_models": ["rf", "knn"]}')
+    _clean_failure(out, "params.spatial_models ('rf', 'knn')")

@@ -74,6 +74,14 @@ def test_fast_train_writes_design_metrics_and_a_loadable_model(in_home: dict) ->
     assert m["overall_accuracy"] > 0.85 and m["macro_f1"] > 0.8  # fast, 3 folds
     assert m["ndvi_sinop"]["overall_accuracy"] > 0.7
     json.dumps(m, allow_nan=False)
+    # the spatial check: the real samples' Forest and Soy_Fallow each come from one small area
+    spatial = m["spatial_check"]
+    assert set(spatial["models"]) == set(spatial["random_folds"]) == {"rf", "svm"}
+    assert {"Forest", "Soy_Fallow"} <= set(spatial["single_block_classes"])
+    assert spatial["sites"]["Forest"]["places"] < spatial["sites"]["Forest"]["samples"]
+    for kind, figures in spatial["models"].items():
+        assert figures["recall"]["Forest"] == 0.0  # never in training when tested
+        assert figures["overall_accuracy"] < spatial["random_folds"][kind]["overall_accuracy"]
     meta = model_metadata(m["model_uri"])
     assert meta["usecase"] == "landcover-timeseries" and set(meta["classes"]) == CLASSES
     assert meta["n_dates"] == 23 and meta["raster_signature"]["count"] == 12

@@ -10,6 +10,9 @@
   selection-aware: fold ``k`` is predicted by the candidate chosen on the OOF predictions of
   the other folds only, so the model choice never sees the fold it is scored on
   (``selection.choice_per_fold``); every candidate's plain CV figures are under ``models``.
+  Random folds put revisits of a place on both sides of a split, so ``spatial_check``
+  (:mod:`earthops.models.spatial_cv`) adds the tabular members on whole 0.5° blocks, the
+  sampling sites per class and the classes confined to one block.
 * **Models**: Random Forest (baseline, always reported under ``baseline``), LightGBM, an RBF
   SVM on standardised features (sigmoid-calibrated), a TempCNN seed ensemble
   (:mod:`earthops.models.tempcnn`: 1-D CNNs over the dates of the raw series, PyTorch,
@@ -71,6 +74,7 @@ from earthops.models.selection import (
     make_stacker,
     selection_aware_proba,
 )
+from earthops.models.spatial_cv import spatial_block_cv
 from earthops.models.tempcnn import TempCNNClassifier
 from earthops.usecases.base import EvalOptions, TrainOptions, check_members, merge_member_params
 
@@ -82,6 +86,8 @@ CUBE = "sinop-mod13q1-ndvi"
 PROTOCOLS = ("all-bands", "ndvi-sinop")
 DEFAULT_PROTOCOL = "all-bands"
 MEMBER_KINDS = ("rf", "lightgbm", "xgboost", "svm", "tempcnn", "ltae")
+#: members the spatial check fits by default (the nets would multiply the run time)
+TABULAR_KINDS = ("rf", "lightgbm", "xgboost", "svm")
 #: the Sinop cube's dates as positions in the samples' 23-date series (every other date)
 SINOP_INDEX = tuple(range(0, 23, 2))
 DATE_TOLERANCE_DAYS = 3
@@ -124,6 +130,10 @@ class TrainConfig:
     min_gain: float = 0.002
     seed: int = 42
     with_map_model: bool = True
+    #: spatial block check (:mod:`earthops.models.spatial_cv`): block size in degrees
+    #: (``None``: off) and its members (``None``: the tabular ones of ``models``)
+    spatial_block_deg: float | None = 0.5
+    spatial_models: tuple[str, ...] | None = None
     rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
     xgb_params: dict[str, Any] = field(default_factory=lambda: dict(_XGB))
@@ -150,12 +160,32 @@ class TrainConfig:
                     f"params.models {params['models']}: expected a subset of {MEMBER_KINDS} "
                     "that includes the 'rf' baseline"
                 )
+        if params.get("spatial_models") is not None:
+            params["spatial_models"] = tuple(params["spatial_models"])
+            if not params["spatial_models"] or set(params["spatial_models"]) - set(MEMBER_KINDS):
+                raise EarthOpsError(
+                    f"params.spatial_models {params['spatial_models']}: expected a non-empty "
+                    f"subset of {MEMBER_KINDS}"
+                )
+        deg = params.get("spatial_block_deg")
+        if deg is not None and not (isinstance(deg, int | float) and deg > 0):
+            raise EarthOpsError(
+                f"params.spatial_block_deg {deg!r}: expected a block size in degrees > 0 "
+                "(or null to skip the spatial check)"
+            )
         unknown = set(params) - set(cls.__dataclass_fields__)
         if unknown:
             raise EarthOpsError(f"unknown {NAME} params {sorted(unknown)}")
         cfg = replace(cfg, **params)
         check_members(cfg.models, cfg.member)
         return cfg
+
+    @property
+    def spatial_kinds(self) -> tuple[str, ...]:
+        """Members of the spatial check."""
+        if self.spatial_models is not None:
+            return self.spatial_models
+        return tuple(k for k in self.models if k in TABULAR_KINDS)
 
     def member(self, kind: str, layout: dict[str, int] | None = None) -> Any:
         """An unfitted member of ``kind`` (features in, labels out); ``layout`` gives the nets
@@ -275,11 +305,7 @@ def cross_validate(
     """Stratified k-fold OOF probabilities for each member, the stack and the vote; the
     selection-aware headline; the selected candidate refitted on every sample."""
     feats = featurizer.fit(X).transform(X)
-    names = list(featurizer.get_feature_names_out())
-    layout = {
-        "n_dates": int(featurizer.n_dates),
-        "n_channels": sum(n.endswith("_t00") for n in names),
-    }
+    layout = net_layout(featurizer)
     classes = np.unique(y)
     folds = np.full(len(y), -1)
     splitter = StratifiedKFold(n_splits=cfg.n_folds, shuffle=True, random_state=cfg.seed)
@@ -343,6 +369,45 @@ def cross_validate(
         headline=headline,
         headline_pred=headline_pred,
     )
+
+
+def net_layout(featurizer: TimeSeriesFeatures) -> dict[str, int]:
+    """The nets' ``n_dates``/``n_channels``: the raw series at the start of the features."""
+    names = featurizer.get_feature_names_out()
+    return {
+        "n_dates": int(featurizer.n_dates),
+        "n_channels": sum(str(n).endswith("_t00") for n in names),
+    }
+
+
+def spatial_check(samples: SampleSet, fitted: _Fitted, cfg: TrainConfig) -> dict[str, Any]:
+    """Spatial block CV of ``cfg.spatial_kinds`` beside their random-fold figures.
+
+    Samples that cannot be split into enough blocks (one site) are reported, not fatal.
+    """
+    assert cfg.spatial_block_deg is not None
+    featurizer = fitted.result.model.featurizer
+    assert featurizer is not None
+    layout = net_layout(featurizer)
+    kinds = cfg.spatial_kinds
+    try:
+        check = spatial_block_cv(
+            featurizer.transform(fitted.X),
+            samples.labels,
+            samples.coords,
+            lambda kind: cfg.member(kind, layout),
+            kinds,
+            n_folds=cfg.n_folds,
+            block_deg=cfg.spatial_block_deg,
+            seed=cfg.seed,
+        )
+    except EarthOpsError as exc:
+        log.warning("landcover_timeseries.spatial_check_skipped", reason=str(exc))
+        return {"skipped": str(exc)}
+    check["random_folds"] = {
+        k: headline_figures(fitted.result.metrics[k]) for k in kinds if k in fitted.result.metrics
+    }
+    return check
 
 
 def _voters(models: tuple[str, ...]) -> list[str]:
@@ -520,6 +585,8 @@ class TimeSeriesLandCover:
                 n_features=len(main.feature_names),
                 fast=options.fast,
             )
+            if cfg.spatial_block_deg is not None:
+                metrics["spatial_check"] = spatial_check(samples, main, cfg)
             if map_part is not None and map_part is not main:
                 metrics["ndvi_sinop"] = {
                     **headline_figures(map_part.result.headline),
