@@ -1,0 +1,113 @@
+"""Area-proportional probe, Bayes prior correction and the decision rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from earthops.features.global_grid import GRID_SHAPE, FeatureGrid, extract_chips
+from earthops.models.metrics import headline_figures
+from earthops.usecases.base import BBox
+from earthops.usecases.landcover_global.config import TrainConfig
+from earthops.usecases.landcover_global.labels import _box_mask, block_ids
+from earthops.usecases.landcover_global.metrics import classification_metrics
+from earthops.usecases.landcover_global.samples import _Probe, _Sample
+
+
+def land_mask(grid: FeatureGrid) -> np.ndarray:
+    """CMG-grid mask of the pixels inside ``grid``'s window holding some Köppen-Geiger land."""
+    layer = grid.spec.stored_names().index("koppen")
+    r0, r1, c0, c1 = grid.spec.window()
+    mask = np.zeros(GRID_SHAPE, dtype=bool)
+    mask[r0:r1, c0:c1] = np.asarray(grid.data[layer]) > 0
+    return mask
+
+
+def probe_sample(
+    labels: np.ndarray,
+    grid: FeatureGrid,
+    data: _Sample,
+    folds: np.ndarray,
+    cfg: TrainConfig,
+    classes: Sequence[int],
+    exclude: Sequence[BBox] = (),
+) -> _Probe:
+    """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels, seeded) for the block folds."""
+    sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
+    population = land_mask(grid) & np.isin(labels, classes)
+    if exclude:
+        population &= ~_box_mask(labels.shape, exclude)
+    rows, cols = np.nonzero(population)
+    blocks = block_ids(rows, cols, cfg.block_deg)
+    fold_of_block = np.full(max(int(blocks.max(initial=0)), int(sampled_blocks.max())) + 1, -1)
+    fold_of_block[sampled_blocks] = folds  # a block's samples share one fold
+    fold = fold_of_block[blocks]
+    rows, cols, fold = rows[fold >= 0], cols[fold >= 0], fold[fold >= 0]
+    y_all = labels[rows, cols].astype(np.int64)
+    priors = np.stack(
+        [prior_shift(y_all[fold != k], data.y[folds != k], classes) for k in range(cfg.n_folds)]
+    )
+    rng = np.random.default_rng(cfg.seed + 1)
+    pick = np.sort(rng.choice(rows.size, min(cfg.probe_pixels, rows.size), replace=False))
+    rows, cols = rows[pick], cols[pick]
+    chips = extract_chips(rows, cols, cfg.chip_size) if data.chips is not None else None
+    return _Probe(
+        rows,
+        cols,
+        y_all[pick],
+        grid.values(rows, cols),
+        fold[pick],
+        priors,
+        int(y_all.size),
+        prior_shift(y_all, data.y, classes),
+        chips,
+    )
+
+
+def prior_shift(population: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Per-class factor population share / sample share (0 for classes never sampled)."""
+    area = np.bincount(population, minlength=max(classes) + 1)[list(classes)]
+    drawn = np.bincount(sample, minlength=max(classes) + 1)[list(classes)]
+    return np.divide(
+        area / max(area.sum(), 1),
+        drawn / max(drawn.sum(), 1),
+        out=np.zeros(len(classes)),
+        where=drawn > 0,
+    )
+
+
+def decide(
+    proba: np.ndarray, classes: Sequence[int], shift: np.ndarray | None = None
+) -> np.ndarray:
+    """Class labels: the argmax, prior-corrected by ``shift`` (per row or per class) if given."""
+    weighted = proba if shift is None else proba * shift
+    return np.asarray(classes)[np.argmax(weighted, axis=1)]
+
+
+def area_proportional_metrics(
+    probe: _Probe, proba: np.ndarray, classes: Sequence[int], decision: str
+) -> dict[str, Any]:
+    """Scores on the probe: the balanced decision, the prior-corrected one, and which of the two
+    the logged model uses (no scores when the probe is empty: no land pixels to map)."""
+    head = {
+        "population": "land pixels (Köppen-Geiger) of the protocol's classes in held-out "
+        "blocks, simple random sample, each scored by the model of its fold",
+        "population_pixels": probe.population,
+        "n_samples": int(probe.y.size),
+        "model_decision": decision,
+    }
+    if probe.y.size == 0:
+        return head
+    return {
+        **head,
+        "balanced_decision": headline_figures(
+            classification_metrics(probe.y, decide(proba, classes), classes)
+        ),
+        "prior_corrected": headline_figures(
+            classification_metrics(
+                probe.y, decide(proba, classes, probe.priors[probe.fold]), classes
+            )
+        ),
+    }

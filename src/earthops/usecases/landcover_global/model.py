@@ -1,0 +1,128 @@
+"""The logged estimator: fitted members, optional stacker and decision rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from earthops.errors import EarthOpsError
+from earthops.features.global_grid import chip_columns, unflatten_chips
+from earthops.models.selection import log_probs
+
+
+def _align(proba: np.ndarray, model_classes: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Probability columns re-ordered to ``classes`` (zeros for classes unseen in training)."""
+    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(model_classes):
+        out[:, index[int(c)]] = proba[:, j]
+    return out
+
+
+def _vit_input(chips: np.ndarray) -> np.ndarray:
+    return np.asarray(chips, dtype=np.float32) / np.float32(255.0)
+
+
+class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
+    """The logged model: one or more fitted members, optionally stacked.
+
+    Input: a table with the grid features (``feature_names``) and, when a ViT member is
+    present, the flattened Blue Marble chip (``chip_0000``…, uint8 values). Output: IGBP values.
+    """
+
+    #: pickles (logged models) name the package, so the module layout can change under them
+    __module__ = "earthops.usecases.landcover_global"
+
+    def __init__(
+        self,
+        members: dict[str, Any] | None = None,
+        stacker: Any = None,
+        feature_names: Sequence[str] = (),
+        classes: Sequence[int] = (),
+        chip_size: int | None = None,
+        decision: str = "balanced",
+        prior_shift: Sequence[float] | None = None,
+    ) -> None:
+        self.members = members
+        self.stacker = stacker
+        self.feature_names = feature_names
+        self.classes = classes
+        self.chip_size = chip_size
+        self.decision = decision
+        self.prior_shift = prior_shift
+
+    @property
+    def shifts_priors(self) -> bool:
+        """Whether probabilities are re-weighted to the map's class shares (``decision='area'``;
+        models logged before the option have no such attribute)."""
+        shift = getattr(self, "prior_shift", None)
+        return getattr(self, "decision", "balanced") == "area" and shift is not None
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes, dtype=np.int64)
+
+    @property
+    def needs_chips(self) -> bool:
+        return "vit" in (self.members or {})
+
+    def fit(self, X: Any, y: Any) -> GlobalLandCoverModel:  # pragma: no cover - built by train
+        raise NotImplementedError("built by GlobalLandCover.train")
+
+    def proba_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` from a feature matrix and optional chips."""
+        probas = []
+        for kind, est in (self.members or {}).items():
+            if kind == "vit":
+                if chips is None:
+                    raise EarthOpsError("this model has a ViT member: chips are required")
+                raw = est.predict_proba(_vit_input(chips))
+            else:
+                raw = est.predict_proba(features)
+            probas.append(_align(raw, est.classes_, self.classes))
+        if self.stacker is None:
+            proba = probas[0]
+        else:
+            proba = _align(
+                self.stacker.predict_proba(log_probs(probas)), self.stacker.classes_, self.classes
+            )
+        if self.shifts_priors:
+            proba = proba * np.asarray(self.prior_shift, dtype=np.float64)
+            proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
+        return proba
+
+    def predict_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
+        """Class labels, the argmax of :meth:`proba_arrays`.
+
+        A lone tabular member (no stacker, no prior shift, classes in the model's order) gives
+        the same labels through its own ``predict``, which may stop scoring a row early.
+        """
+        members = self.members or {}
+        if len(members) == 1 and self.stacker is None and not self.shifts_priors:
+            kind, est = next(iter(members.items()))
+            order = [int(c) for c in est.classes_]
+            if kind != "vit" and order == [c for c in self.classes if c in order]:
+                return np.asarray(est.predict(features))
+        return self.classes_[np.argmax(self.proba_arrays(features, chips), axis=1)]
+
+    def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """The feature matrix and (when a ViT member needs them) the chips of a table."""
+        missing = [c for c in self.feature_names if c not in X.columns]
+        if missing:
+            raise EarthOpsError(f"input lacks model features {missing[:5]}")
+        features = X[list(self.feature_names)].to_numpy(dtype=np.float32)
+        chips = None
+        if self.needs_chips:
+            cols = chip_columns(int(self.chip_size or 16))
+            chips = unflatten_chips(X[cols].to_numpy(dtype=np.uint8), int(self.chip_size or 16))
+        return features, chips
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.proba_arrays(*self._arrays(X))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_arrays(*self._arrays(X))

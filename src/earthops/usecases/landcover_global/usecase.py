@@ -1,0 +1,419 @@
+"""The ``landcover-global`` use case: train, evaluate, map."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from earthops.data import catalog
+from earthops.data.identity import DatasetRef
+from earthops.data.legends import IGBP
+from earthops.errors import EarthOpsError
+from earthops.features.global_grid import (
+    GRID_CRS,
+    GRID_RES,
+    GRID_SHAPE,
+    FeatureGrid,
+    GridSpec,
+    chip_columns,
+    extract_chips,
+    flatten_chips,
+    load_feature_grid,
+)
+from earthops.logs import get_logger, progress
+from earthops.models.metrics import headline_figures, holdout_fields
+from earthops.models.selection import (
+    choose_candidate,
+    log_probs,
+    make_stacker,
+    selection_aware_proba,
+)
+from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.usecases.landcover_global.area import area_proportional_metrics, decide, probe_sample
+from earthops.usecases.landcover_global.config import (
+    DEFAULT_PROTOCOL,
+    MAP_INPUTS,
+    NAME,
+    PROTOCOLS,
+    TrainConfig,
+    check_protocol,
+)
+from earthops.usecases.landcover_global.cv import (
+    _fit_member,
+    _log_training_pixels,
+    _oof,
+    _stacked_oof,
+)
+from earthops.usecases.landcover_global.labels import (
+    _pixels_in_bboxes,
+    block_folds,
+    block_ids,
+    in_bboxes,
+    read_label_csv,
+    read_labels,
+    sample_pixels,
+)
+from earthops.usecases.landcover_global.maps import (
+    _catalog_sources,
+    check_map_inputs,
+    predict_global_map,
+)
+from earthops.usecases.landcover_global.metrics import classification_metrics
+from earthops.usecases.landcover_global.model import GlobalLandCoverModel
+from earthops.usecases.landcover_global.samples import _Sample
+
+log = get_logger(__name__)
+
+
+class GlobalLandCover:
+    """The ``landcover-global`` use case (see the package docstring)."""
+
+    name = NAME
+    primary_metric = "macro_f1"
+    gate: ClassVar[dict[str, float]] = {"overall_accuracy": 0.85, "macro_f1": 0.80}
+
+    # -- lineage -------------------------------------------------------------------------
+    def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
+        refs = [catalog.dataset_ref(n) for n in ("bmng-2004", "koppen-geiger")]
+        if options.dataset is not None:
+            from earthops.data.identity import file_sha256
+
+            path = Path(options.dataset)
+            return [DatasetRef("labels", str(path), file_sha256(path)), *refs]
+        return [catalog.dataset_ref("mcd12c1-2019"), *refs]
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, options: TrainOptions) -> dict[str, Any]:
+        """Sample, block-CV every model, select, refit on all samples, log to MLflow."""
+        from earthops.registry.tracking import (
+            log_confusion_matrix,
+            log_dataset_refs,
+            log_metrics_dict,
+            log_model,
+            training_run,
+        )
+
+        started = time.perf_counter()
+        cfg = TrainConfig.from_options(options)
+        classes = PROTOCOLS[cfg.protocol]
+        labels = read_labels(options.dataset)
+        grid = load_feature_grid(cfg.grid)
+        data = self._sample(labels, grid, cfg, options.exclude_bboxes, classes)
+        blocks = block_ids(data.rows, data.cols, cfg.block_deg)
+        n_blocks = int(np.unique(blocks).size)
+        folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
+        log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
+
+        probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
+        oof: dict[str, np.ndarray] = {}
+        oof_probe: dict[str, np.ndarray] = {}
+        comparison: dict[str, dict[str, Any]] = {}
+        for kind in cfg.models:
+            t0 = time.perf_counter()
+            oof[kind], oof_probe[kind] = _oof(kind, cfg, data, folds, classes, probe)
+            pred = np.asarray(classes)[np.argmax(oof[kind], axis=1)]
+            comparison[kind] = {
+                **headline_figures(classification_metrics(data.y, pred, classes)),
+                "cv_seconds": round(time.perf_counter() - t0, 1),
+            }
+            log.info("landcover_global.cv", model=kind, **comparison[kind])
+
+        if len(cfg.models) > 1:
+            stack_members = list(cfg.models)
+            st, oof_probe["stacking"] = _stacked_oof(
+                [oof[k] for k in stack_members],
+                [oof_probe[k] for k in stack_members],
+                data.y,
+                folds,
+                probe.fold,
+                classes,
+                cfg.seed,
+            )
+            oof["stacking"] = st
+            pred = np.asarray(classes)[np.argmax(st, axis=1)]
+            comparison["stacking"] = {
+                **headline_figures(classification_metrics(data.y, pred, classes)),
+                "members": stack_members,
+            }
+        everywhere = np.ones(len(data.y), dtype=bool)
+        selected = choose_candidate(oof, data.y, everywhere, cfg.models, cfg.min_gain, classes)
+        members = list(cfg.models) if selected == "stacking" else [selected]
+        if "stacking" in comparison:
+            best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
+            gain = comparison["stacking"]["macro_f1"] - comparison[best_single]["macro_f1"]
+            comparison["stacking"]["gain_over_best_single"] = round(gain, 4)
+
+        # selection-aware estimate: fold k is predicted by the candidate chosen on the other
+        # folds only, so choosing the model never looks at the fold it is scored on
+        # (with decision="area" every fold's labels are prior-corrected like the logged model's)
+        shift = probe.priors[folds] if cfg.decision == "area" else None
+        final_proba, choices = selection_aware_proba(
+            oof, data.y, folds, cfg.models, cfg.min_gain, classes
+        )
+        probe_proba = np.zeros((len(probe.y), len(classes)))
+        for k, choice in enumerate(choices):
+            probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
+        final_pred = decide(final_proba, classes, shift)
+        rf_pred = decide(oof["rf"], classes, shift)
+        metrics = classification_metrics(data.y, final_pred, classes)
+        metrics["selection"] = {
+            "rule": f"highest block-CV macro F1; stacking only if it gains >= {cfg.min_gain}",
+            "choice_per_fold": choices,
+            "metrics": "selection-aware: each fold scored with the model chosen without it",
+        }
+        metrics["area_proportional"] = area_proportional_metrics(
+            probe, probe_proba, classes, cfg.decision
+        )
+        metrics["baseline"] = {"model": "rf", **classification_metrics(data.y, rf_pred, classes)}
+        metrics["comparison"] = comparison
+        metrics["selected_model"] = selected
+        metrics["validation"] = {
+            "scheme": "spatial block CV",
+            "block_deg": cfg.block_deg,
+            "n_folds": cfg.n_folds,
+            "sampling": f"class-balanced, up to {cfg.n_per_class} px per class",
+            "n_blocks": n_blocks,
+        }
+        metrics["protocol"] = cfg.protocol
+
+        model = self._refit(cfg, data, classes, grid, members, oof, probe.prior_shift)
+        with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
+            log_dataset_refs(self.dataset_refs(options))
+            import mlflow
+
+            mlflow.log_params(
+                {
+                    "protocol": cfg.protocol,
+                    "n_per_class": cfg.n_per_class,
+                    "n_folds": cfg.n_folds,
+                    "block_deg": cfg.block_deg,
+                    "models": ",".join(cfg.models),
+                    "selected_model": selected,
+                    "decision": cfg.decision,
+                    "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
+                    "fast": options.fast,
+                    "seed": cfg.seed,
+                    "grid_spec": cfg.grid.key(),
+                    "chip_size": cfg.chip_size,
+                    **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
+                }
+            )
+            _log_training_pixels(data, folds)
+            example = self._example(grid, data, model)
+            metadata = {
+                "usecase": NAME,
+                "protocol": cfg.protocol,
+                "feature_names": list(grid.feature_names),
+                "classes": list(classes),
+                "class_names": {str(c): IGBP.names()[c] for c in classes},
+                "members": members,
+                "selected_model": selected,
+                "decision": cfg.decision,
+                "needs_chips": model.needs_chips,
+                "chip_size": cfg.chip_size,
+                "grid_spec": cfg.grid.model_dump(mode="json"),
+                "grid": {
+                    "shape": list(GRID_SHAPE),
+                    "res_deg": GRID_RES,
+                    "crs": GRID_CRS,
+                    "bounds": [-180.0, -90.0, 180.0, 90.0],
+                },
+                "input": "landcover-global feature grid (+ Blue Marble chips when needs_chips)",
+                "map_inputs": MAP_INPUTS,
+                "exclude_bboxes": [str(b) for b in options.exclude_bboxes],
+            }
+            model_uri = log_model(model, example, metadata=metadata)
+            metrics["model_uri"] = model_uri
+            metrics["run_id"] = run.info.run_id
+            metrics["runtime_s"] = round(time.perf_counter() - started, 1)
+            log_metrics_dict({k: v for k, v in metrics.items() if k not in ("model_uri", "run_id")})
+            log_confusion_matrix(data.y, final_pred, list(classes), names=IGBP.names())
+        return metrics
+
+    def _sample(
+        self,
+        labels: np.ndarray,
+        grid: FeatureGrid,
+        cfg: TrainConfig,
+        exclude: Sequence[BBox],
+        classes: Sequence[int],
+    ) -> _Sample:
+        include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
+        rows, cols = sample_pixels(
+            labels, classes, cfg.n_per_class, seed=cfg.seed, exclude=exclude, include=include
+        )
+        y = labels[rows, cols].astype(np.int64)
+        present = np.unique(y)
+        if present.size < 2:
+            raise EarthOpsError(
+                f"training sample has {present.size} class(es) after exclusions; need >= 2"
+            )
+        chips = extract_chips(rows, cols, cfg.chip_size) if "vit" in cfg.models else None
+        return _Sample(rows, cols, y, grid.values(rows, cols), chips)
+
+    def _refit(
+        self,
+        cfg: TrainConfig,
+        data: _Sample,
+        classes: Sequence[int],
+        grid: FeatureGrid,
+        members: list[str],
+        oof: dict[str, np.ndarray],
+        prior_shift: np.ndarray,
+    ) -> GlobalLandCoverModel:
+        fitted = {}
+        for kind in members:
+            with progress() as bar:
+                bar.add_task(f"final fit {kind}", total=None)
+                fitted[kind] = _fit_member(kind, cfg, data.X, data.chips, data.y)
+        stacker = None
+        if len(members) > 1:
+            stacker = make_stacker(seed=cfg.seed).fit(log_probs([oof[k] for k in members]), data.y)
+        return GlobalLandCoverModel(
+            members=fitted,
+            stacker=stacker,
+            feature_names=list(grid.feature_names),
+            classes=list(classes),
+            chip_size=cfg.chip_size if "vit" in members else None,
+            decision=cfg.decision,
+            prior_shift=prior_shift.tolist(),
+        )
+
+    @staticmethod
+    def _example(grid: FeatureGrid, data: _Sample, model: GlobalLandCoverModel) -> pd.DataFrame:
+        frame = pd.DataFrame(data.X[:5], columns=grid.feature_names)
+        if model.needs_chips and data.chips is not None:
+            chips = pd.DataFrame(
+                flatten_chips(data.chips[:5]), columns=chip_columns(int(model.chip_size or 16))
+            )
+            frame = pd.concat([frame, chips], axis=1)
+        return frame
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
+        """Score a logged model on labelled pixels (see the package docstring for formats)."""
+        from earthops.registry.tracking import load_model, model_metadata
+
+        meta = model_metadata(model_uri)
+        if meta.get("usecase") != NAME:
+            raise EarthOpsError(
+                f"model '{model_uri}' is not a {NAME} model (usecase={meta.get('usecase')!r})"
+            )
+        model = load_model(model_uri)
+        protocol = options.protocol or str(meta.get("protocol", DEFAULT_PROTOCOL))
+        classes = check_protocol(protocol)
+        trained = {int(c) for c in meta.get("classes", classes)}
+        if not set(classes) <= trained:
+            raise EarthOpsError(
+                f"protocol '{protocol}' needs classes {sorted(set(classes) - trained)}"
+                f" the model was not trained on (model protocol "
+                f"{meta.get('protocol')})"
+            )
+        spec = GridSpec.model_validate(meta["grid_spec"])
+        region = BBox(*spec.region) if spec.region is not None else None
+        held_out = [BBox.parse(b) for b in meta.get("exclude_bboxes", [])]
+        if options.dataset is None and not options.bboxes and held_out:
+            # the catalog labels the model was trained on: score where it never sampled
+            log.info("landcover_global.evaluate_held_out", bboxes=[str(b) for b in held_out])
+            options = replace(options, bboxes=held_out)
+        rows, cols, y, source = self._eval_pixels(options, classes, region)
+        honesty = holdout_fields(  # training pixels were drawn outside every excluded box
+            "training_area_share",
+            np.mean(~in_bboxes(rows, cols, held_out)),
+            hint="the model sampled its training pixels around these; for a true hold-out "
+            "train with --exclude-bbox and evaluate with --bbox inside it",
+        )
+        grid = load_feature_grid(spec)
+        chips = (
+            extract_chips(rows, cols, int(meta.get("chip_size", 16)))
+            if meta.get("needs_chips")
+            else None
+        )
+        pred = model.predict_arrays(grid.values(rows, cols), chips)
+        metrics = classification_metrics(y, pred, classes)
+        metrics.update(
+            protocol=protocol,
+            model_uri=model_uri,
+            source=source,
+            bboxes=[str(b) for b in options.bboxes],
+            **honesty,
+        )
+        return metrics
+
+    # -- maps --------------------------------------------------------------------------------
+    def predict_raster(
+        self,
+        model_uri: str,
+        inputs: list[Path],
+        output: Path,
+        *,
+        with_probability: bool = False,
+        decimate: int = 4,
+    ) -> Path:
+        """The IGBP map of a logged model as a COG (palette, class names, overviews).
+
+        ``inputs``: the raw rasters the features are computed from — a 3-band Blue Marble RGB
+        (5400×2700) and/or the 1-band Köppen-Geiger (43200×21600), both EPSG:4326 global;
+        missing ones come from the catalog. Anything else raises :class:`SignatureError`.
+        The map is computed on every ``decimate``-th grid pixel (4: 0.2°, reduced cost).
+        """
+        roles = check_map_inputs(inputs)
+        return predict_global_map(
+            model_uri,
+            output,
+            decimate=decimate,
+            with_probability=with_probability,
+            sources=_catalog_sources(roles),
+        )
+
+    def _eval_pixels(
+        self,
+        options: EvalOptions,
+        classes: Sequence[int],
+        region: BBox | None = None,
+        max_pixels: int = 50_000,
+        seed: int = 7,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """Labelled pixels to score: from a CSV/GeoTIFF dataset or the catalog MCD12C1.
+
+        ``region`` (the model's feature-grid region, when it has one) limits them further.
+        """
+        dataset = options.dataset
+        if dataset is not None and Path(dataset).suffix.lower() == ".csv":
+            rows, cols, y = read_label_csv(dataset)
+            keep = np.isin(y, classes)
+            if options.bboxes:
+                keep &= in_bboxes(rows, cols, options.bboxes)
+            rows, cols, y = rows[keep], cols[keep], y[keep]
+            source = str(dataset)
+        else:
+            labels = read_labels(dataset)
+            source = str(dataset) if dataset is not None else "mcd12c1-2019"
+            if options.bboxes:
+                rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
+            else:  # global: class-balanced, a seed different from training
+                rows, cols = sample_pixels(
+                    labels,
+                    classes,
+                    max_pixels // len(classes),
+                    seed=seed,
+                    include=[region] if region is not None else [],
+                )
+            y = labels[rows, cols].astype(np.int64)
+        if region is not None:
+            keep = in_bboxes(rows, cols, [region])
+            rows, cols, y = rows[keep], cols[keep], y[keep]
+        if y.size == 0:
+            boxes = [*options.bboxes, *([region] if region is not None else [])]
+            where = f" inside {' and '.join(map(str, boxes))}" if boxes else ""
+            raise EarthOpsError(f"no labelled pixels of classes {list(classes)}{where} in {source}")
+        if y.size > max_pixels:
+            pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
+            rows, cols, y = rows[pick], cols[pick], y[pick]
+        return rows, cols, y, source
