@@ -64,12 +64,37 @@ def test_pruned_labels_equal_full_argmax_and_do_prune() -> None:
     rem_min, rem_max = model._remaining()
     ct._raw(
         codes, 255, model.nodes, model.left, model.right, model.roots, model.leaf_values,
-        model.n_out, 512, rem_min, rem_max, 0, 1, ct._SLACK_ABS, ct._SLACK_REL, out, done,
+        model.n_out, 512, rem_min, rem_max, 0, 1, ct._SLACK_ABS, ct._SLACK_REL,
+        np.zeros(model.n_out), out, done,
     )  # fmt: skip
     assert 0.2 < done.mean() < 1.0  # most rows settle early, some need every tree
     np.testing.assert_array_equal(out[~done], full[~done])
     np.testing.assert_array_equal(np.argmax(out[done], 1), np.argmax(full[done], 1))
     np.testing.assert_array_equal(model.predict_index(Q), np.argmax(lgbm.predict_proba(Q), 1))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_weighted_labels_equal_the_argmax_of_weighted_probabilities(n_classes: int) -> None:
+    """A prior correction (class weights, one of them 0) on the early-stopping path."""
+    X, y = _data(4000, n_classes, seed=8)
+    lgbm = LGBMClassifier(n_estimators=120, num_leaves=15, n_jobs=1, verbose=-1).fit(X, y)
+    model = ct.compile_lightgbm(lgbm.booster_)
+    assert model is not None
+    Q = _query(X, seed=9)
+    proba = lgbm.predict_proba(Q)
+    weight = np.array([3.0, 0.2, 0.0, 1.5][:n_classes])
+    expected = np.argmax(proba * weight, axis=1)
+    assert (expected != np.argmax(proba, axis=1)).mean() > 0.05  # the weights matter
+    np.testing.assert_array_equal(model.predict_index(Q, class_weight=weight), expected)
+    np.testing.assert_array_equal(model.predict_index(Q, 2, np.ones(n_classes)), proba.argmax(1))
+    labels = np.array(["crop", "forest", "water", "urban"])[:n_classes][y]
+    clf = make_classifier("lightgbm", n_estimators=120, num_leaves=15, n_jobs=1).fit(X, labels)
+    reference = clf.estimator_.predict_proba(Q) * weight
+    np.testing.assert_array_equal(
+        clf.predict_weighted(Q, weight), clf.classes_[np.argmax(reference, axis=1)]
+    )
+    with pytest.raises(ValueError, match="class_weight has 1 values"):
+        clf.predict_weighted(Q, [1.0])
 
 
 def test_label_encoded_lightgbm_uses_the_compiled_trees_and_pickles_without_them() -> None:

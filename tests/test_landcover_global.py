@@ -366,3 +366,71 @@ def test_area_proportional_metrics_of_an_empty_probe_has_no_scores() -> None:
     area = area_proportional_metrics(probe, np.zeros((0, 2)), [0, 1], "balanced")
     assert area["n_samples"] == 0 and area["population_pixels"] == 0
     assert "balanced_decision" not in area and "prior_corrected" not in area
+
+
+def test_area_proportional_extras_train_the_map_not_the_headline(mirror: Path) -> None:
+    """``n_random``: land pixels drawn in proportion to area join training; the headline is
+    still scored on the class-balanced rows, with the balanced decision shifted back."""
+    from earthops.usecases.landcover_global import balance_shift, land_mask
+
+    params = {**PARAMS, "n_random": 3000}
+    options = TrainOptions(protocol="igbp7", fast=True, exclude_bboxes=[EXCLUDED], params=params)
+    metrics = get_usecase("landcover-global").train(options)
+    pixels = _training_pixels(metrics)
+    n_extra = metrics["validation"]["n_area_proportional"]
+    assert n_extra == 3000 and "area-proportional" in metrics["validation"]["sampling"]
+    assert metrics["n_samples"] == len(pixels) - n_extra  # headline: balanced rows only
+    extras = pixels.iloc[-n_extra:]
+    rows, cols = extras["row"].to_numpy(), extras["col"].to_numpy()
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    assert land_mask(grid)[rows, cols].all()
+    assert not in_bboxes(rows, cols, [EXCLUDED]).any()
+    assert not pixels.duplicated(["row", "col"]).any()  # no pixel drawn twice
+    shares = np.bincount(extras["label"], minlength=7) / n_extra  # the map's mix, not 1/7
+    assert shares.max() > 0.25 and shares.min() < 0.05
+
+    model = load_model(metrics["model_uri"])
+    assert model.decision == "balanced"
+    shift = np.asarray(model.balance_shift)
+    np.testing.assert_allclose(shift, balance_shift(pixels["label"].to_numpy(), range(7)))
+    np.testing.assert_array_equal(model.decision_shift, shift)
+    X = grid.values(rows[:200], cols[:200])
+    model.balance_shift = None
+    raw = model.proba_arrays(X)
+    model.balance_shift = shift.tolist()
+    np.testing.assert_array_equal(
+        model.predict_arrays(X), model.classes_[np.argmax(raw * shift, axis=1)]
+    )
+    area = metrics["area_proportional"]
+    assert 0.3 < area["balanced_decision"]["overall_accuracy"] <= 1.0
+
+
+def test_balance_shift_and_area_sample_units() -> None:
+    from earthops.usecases.landcover_global import balance_shift, sample_area
+
+    shift = balance_shift(np.array([0, 0, 1, 2]), [0, 1, 2, 3])
+    np.testing.assert_allclose(shift, [0.5, 1.0, 1.0, 0.0])  # (1/4) / share; unseen -> 0
+    population = np.zeros((4, 5), dtype=bool)
+    population[1:3, 1:4] = True  # 6 pixels
+    taken = (np.array([1]), np.array([1]))
+    rows, cols = sample_area(population, 100, seed=1, taken=taken)
+    assert rows.size == 5 and population[rows, cols].all()
+    assert not ((rows == 1) & (cols == 1)).any()
+    r2, c2 = sample_area(population, 3, seed=1, taken=taken)
+    assert r2.size == 3 and np.array_equal(
+        (r2, c2), sample_area(population, 3, seed=1, taken=taken)
+    )
+    with pytest.raises(EarthOpsError, match="params.n_random -5"):
+        TrainConfig.from_options(TrainOptions(params={"n_random": -5}))
+
+
+def test_area_decision_defaults_to_area_proportional_extras() -> None:
+    from earthops.usecases.landcover_global.config import AREA_EXTRAS
+
+    def n_random(fast: bool = False, **params: Any) -> int:
+        return TrainConfig.from_options(TrainOptions(fast=fast, params=params)).n_random
+
+    assert n_random() == 0 and n_random(decision="balanced") == 0
+    assert n_random(decision="area") == AREA_EXTRAS > 0
+    assert n_random(fast=True, decision="area") == AREA_EXTRAS // 10
+    assert n_random(decision="area", n_random=0) == 0  # an explicit count wins

@@ -103,17 +103,19 @@ def _decided(
     it: int,
     slack_abs: float,
     slack_rel: float,
+    offset: np.ndarray,
 ) -> bool:  # pragma: no cover - numba
-    """Whether the remaining trees (iterations ``>= it``) cannot change row ``r``'s best class."""
+    """Whether the remaining trees (iterations ``>= it``) cannot change row ``r``'s best class
+    (the argmax of its scores plus the per-class ``offset``)."""
     k_out = out.shape[1]
     a = 0
     for k in range(1, k_out):
-        if out[r, k] > out[r, a]:
+        if out[r, k] + offset[k] > out[r, a] + offset[a]:
             a = k
-    low = out[r, a] + rem_min[it, a]
+    low = out[r, a] + offset[a] + rem_min[it, a]
     for k in range(k_out):
         if k != a:
-            high = out[r, k] + rem_max[it, k]
+            high = out[r, k] + offset[k] + rem_max[it, k]
             if low <= high + slack_abs + slack_rel * (abs(low) + abs(high)):
                 return False
     return True
@@ -136,13 +138,15 @@ def _raw(
     step: int,
     slack_abs: float,
     slack_rel: float,
+    offset: np.ndarray,
     out: np.ndarray,
     done: np.ndarray,
 ) -> None:  # pragma: no cover - numba
     """Raw scores ``out (n, n_out)`` (zeros on entry), summed in LightGBM's tree order.
 
     From iteration ``first_check`` on (every ``step``), a row stops (``done[r]``) once its best
-    class is settled; ``first_check >= n_iter`` scores every row in full.
+    class (the argmax of scores + ``offset``) is settled; ``first_check >= n_iter`` scores
+    every row in full.
     ``rem_min/rem_max[it, k]``: sums over iterations ``>= it`` of class ``k``'s smallest and
     largest leaf values. Rows not ``done`` get their complete raw scores.
     """
@@ -159,7 +163,7 @@ def _raw(
                 kept = 0
                 for j in range(n_active):
                     r = active[j]
-                    if _decided(out, r, rem_min, rem_max, it, slack_abs, slack_rel):
+                    if _decided(out, r, rem_min, rem_max, it, slack_abs, slack_rel, offset):
                         done[r] = True
                     else:
                         active[kept] = r
@@ -246,8 +250,11 @@ class CompiledTrees:
         self._run(run, X.shape[0], n_threads)
         return codes
 
-    def _scores(self, X: np.ndarray, n_threads: int, prune: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Raw scores and, with ``prune``, which rows stopped early (their class settled)."""
+    def _scores(
+        self, X: np.ndarray, n_threads: int, prune: bool, offset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and, with ``prune``, which rows stopped early (their best class, the
+        argmax of scores + ``offset``, settled)."""
         codes = self.encode(X, n_threads)
         nan_code = int(np.iinfo(codes.dtype).max)
         n, n_iter = codes.shape[0], self.roots.size // self.n_out
@@ -255,12 +262,13 @@ class CompiledTrees:
         done = np.zeros(n, dtype=np.bool_)
         rem_min, rem_max = self._remaining()
         first = int(np.ceil(FIRST_CHECK * n_iter)) if prune else n_iter
+        offset = np.zeros(self.n_out) if offset is None else np.asarray(offset, dtype=np.float64)
 
         def run(s: slice) -> None:
             _raw(
                 codes[s], nan_code, self.nodes, self.left, self.right, self.roots,
                 self.leaf_values, self.n_out, BLOCK_ROWS, rem_min, rem_max, first, CHECK_STEP,
-                _SLACK_ABS, _SLACK_REL, out[s], done[s],
+                _SLACK_ABS, _SLACK_REL, offset, out[s], done[s],
             )  # fmt: skip
 
         self._run(run, n, n_threads)
@@ -282,19 +290,30 @@ class CompiledTrees:
         """Class probabilities ``(n, classes)`` as ``LGBMClassifier.predict_proba``."""
         return self._proba(self.raw_score(X, n_threads))
 
-    def predict_index(self, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
-        """Index of the most probable class per row, equal to ``argmax(predict_proba)``.
+    def predict_index(
+        self, X: np.ndarray, n_threads: int = 1, class_weight: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Index of the most probable class per row, equal to ``argmax(predict_proba)`` —
+        or to ``argmax(predict_proba * class_weight)`` (a prior correction) when given.
 
         Rows stop being scored once their best class is settled (see the module docstring);
-        the rest get full scores and LightGBM's probabilities.
+        a weight is a per-class offset ``log(weight)`` on the raw scores there. The rest get
+        full scores and LightGBM's probabilities.
         """
+        weight = None if class_weight is None else np.asarray(class_weight, dtype=np.float64)
         if self.n_out == 1:  # one score per row: nothing to prune against
-            return np.argmax(self.predict_proba(X, n_threads), axis=1)
-        out, done = self._scores(X, n_threads, prune=True)
-        best = np.argmax(out, axis=1)
+            proba = self.predict_proba(X, n_threads)
+            return np.argmax(proba if weight is None else proba * weight, axis=1)
+        offset = None
+        if weight is not None:
+            with np.errstate(divide="ignore"):  # weight 0: log -inf, never the best class
+                offset = np.log(weight)
+        out, done = self._scores(X, n_threads, prune=True, offset=offset)
+        best = np.argmax(out if offset is None else out + offset, axis=1)
         full = ~done
         if full.any():
-            best[full] = np.argmax(self._proba(out[full]), axis=1)
+            proba = self._proba(out[full])
+            best[full] = np.argmax(proba if weight is None else proba * weight, axis=1)
         return best
 
     def _remaining(self) -> tuple[np.ndarray, np.ndarray]:

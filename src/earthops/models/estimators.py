@@ -139,6 +139,20 @@ class LabelEncodedClassifier(ClassifierMixin, BaseEstimator):
             return self.classes_[compiled.predict_index(self._checked(X), self._n_threads())]
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
+    def predict_weighted(self, X: Any, class_weight: Any) -> np.ndarray:
+        """Labels by ``argmax(predict_proba(X) * class_weight)`` (weights in ``classes_``
+        order): a prior-corrected decision, through the early-stopping path when compiled."""
+        weight = np.asarray(class_weight, dtype=np.float64)
+        if weight.shape != self.classes_.shape:
+            raise ValueError(
+                f"class_weight has {weight.size} values, the model {self.classes_.size} classes"
+            )
+        compiled = self._compiled()
+        if compiled is not None:
+            index = compiled.predict_index(self._checked(X), self._n_threads(), weight)
+            return self.classes_[index]
+        return self.classes_[np.argmax(self.predict_proba(X) * weight, axis=1)]
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: the live model keeps its compiled trees
         state.pop("_compiled_trees", None)

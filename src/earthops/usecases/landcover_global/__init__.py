@@ -5,7 +5,12 @@
   statistics, GLCM texture, Köppen-Geiger mode/fractions, ocean-fraction context, coordinates —
   and, for the ViT, Blue Marble chips centred on each pixel.
 * **Sampling**: class-balanced stratified — up to ``n_per_class`` pixels per class, seeded;
-  pixels inside ``--exclude-bbox`` regions are never sampled for training.
+  pixels inside ``--exclude-bbox`` regions are never sampled for training. ``n_random``
+  area-proportional land pixels may join the *training* sample (default: 20 000 with
+  ``decision='area'``, none otherwise); the headline is still scored on the class-balanced
+  rows only, and the balanced decision then shifts probabilities back to a uniform class
+  prior (× uniform share / training share), so extras teach the common classes without
+  tilting it.
 * **Validation**: spatial block CV — 10°×10° blocks, ``n_folds`` folds (5; 3 when fast),
   blocks assigned whole to folds (stratified by class, :class:`StratifiedGroupKFold`). Every
   model gets the same folds; metrics are computed on the pooled out-of-fold predictions of
@@ -19,8 +24,10 @@
   × population share / training-sample share, from the training blocks; Saerens et al. 2002).
 * **Decision** (``params.decision``): ``balanced`` (default; argmax of the class-balanced
   model, what the headline's balanced sample rewards) or ``area`` (the prior-corrected
-  argmax, what maximises accuracy on a map's own class mix). The logged model, its
-  headline and its maps all follow the chosen rule.
+  argmax on a sample with area-proportional extras, what maximises accuracy on a map's own
+  class mix). The logged model, its headline and its maps all follow the chosen rule; a
+  lone LightGBM member applies the rule on its early-stopping path (a ``log`` offset per
+  class), so corrected maps cost no more than plain ones.
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
   stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
   is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
@@ -44,7 +51,14 @@ where training pixels were drawn, so neighbours of them — and ``holdout`` is t
 
 from __future__ import annotations
 
-from .area import area_proportional_metrics, decide, land_mask, prior_shift, probe_sample
+from .area import (
+    area_proportional_metrics,
+    balance_shift,
+    decide,
+    land_mask,
+    prior_shift,
+    probe_sample,
+)
 from .config import (
     _LGBM,
     _RF,
@@ -64,7 +78,15 @@ from .config import (
     default_models,
     vit_available,
 )
-from .labels import block_folds, block_ids, in_bboxes, read_label_csv, read_labels, sample_pixels
+from .labels import (
+    block_folds,
+    block_ids,
+    in_bboxes,
+    read_label_csv,
+    read_labels,
+    sample_area,
+    sample_pixels,
+)
 from .maps import check_map_inputs, predict_global_map
 from .metrics import classification_metrics
 from .model import GlobalLandCoverModel, _vit_input
@@ -94,6 +116,7 @@ __all__ = [
     "_Sample",
     "_vit_input",
     "area_proportional_metrics",
+    "balance_shift",
     "block_folds",
     "block_ids",
     "check_map_inputs",
@@ -108,6 +131,7 @@ __all__ = [
     "probe_sample",
     "read_label_csv",
     "read_labels",
+    "sample_area",
     "sample_pixels",
     "vit_available",
 ]

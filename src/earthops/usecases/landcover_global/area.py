@@ -53,6 +53,10 @@ def probe_sample(
     pick = np.sort(rng.choice(rows.size, min(cfg.probe_pixels, rows.size), replace=False))
     rows, cols = rows[pick], cols[pick]
     chips = extract_chips(rows, cols, cfg.chip_size) if data.chips is not None else None
+    uniform = uniform_shift = None
+    if data.has_extras:
+        uniform = np.stack([balance_shift(data.y[folds != k], classes) for k in range(cfg.n_folds)])
+        uniform_shift = balance_shift(data.y, classes)
     return _Probe(
         rows,
         cols,
@@ -63,18 +67,27 @@ def probe_sample(
         int(y_all.size),
         prior_shift(y_all, data.y, classes),
         chips,
+        uniform,
+        uniform_shift,
     )
 
 
 def prior_shift(population: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     """Per-class factor population share / sample share (0 for classes never sampled)."""
     area = np.bincount(population, minlength=max(classes) + 1)[list(classes)]
+    return _shift(area / max(area.sum(), 1), sample, classes)
+
+
+def balance_shift(sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Per-class factor uniform share / sample share: a model fitted on ``sample`` decides as
+    one fitted on a class-balanced sample (0 for classes never sampled)."""
+    return _shift(np.full(len(classes), 1.0 / len(classes)), sample, classes)
+
+
+def _shift(target: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     drawn = np.bincount(sample, minlength=max(classes) + 1)[list(classes)]
     return np.divide(
-        area / max(area.sum(), 1),
-        drawn / max(drawn.sum(), 1),
-        out=np.zeros(len(classes)),
-        where=drawn > 0,
+        target, drawn / max(drawn.sum(), 1), out=np.zeros(len(classes)), where=drawn > 0
     )
 
 
@@ -100,10 +113,11 @@ def area_proportional_metrics(
     }
     if probe.y.size == 0:
         return head
+    balanced = None if probe.uniform is None else probe.uniform[probe.fold]
     return {
         **head,
         "balanced_decision": headline_figures(
-            classification_metrics(probe.y, decide(proba, classes), classes)
+            classification_metrics(probe.y, decide(proba, classes, balanced), classes)
         ),
         "prior_corrected": headline_figures(
             classification_metrics(

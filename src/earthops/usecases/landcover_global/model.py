@@ -46,6 +46,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         chip_size: int | None = None,
         decision: str = "balanced",
         prior_shift: Sequence[float] | None = None,
+        balance_shift: Sequence[float] | None = None,
     ) -> None:
         self.members = members
         self.stacker = stacker
@@ -54,13 +55,21 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         self.chip_size = chip_size
         self.decision = decision
         self.prior_shift = prior_shift
+        self.balance_shift = balance_shift
 
     @property
-    def shifts_priors(self) -> bool:
-        """Whether probabilities are re-weighted to the map's class shares (``decision='area'``;
-        models logged before the option have no such attribute)."""
-        shift = getattr(self, "prior_shift", None)
-        return getattr(self, "decision", "balanced") == "area" and shift is not None
+    def decision_shift(self) -> np.ndarray | None:
+        """Per-class factor on the members' probabilities before the argmax, or ``None``.
+
+        ``decision='area'``: ``prior_shift`` (population share / training share). Otherwise
+        ``balance_shift`` (uniform share / training share), set when the training sample was
+        not class-balanced. Models logged before either option lack the attributes.
+        """
+        if getattr(self, "decision", "balanced") == "area":
+            shift = getattr(self, "prior_shift", None)
+        else:
+            shift = getattr(self, "balance_shift", None)
+        return None if shift is None else np.asarray(shift, dtype=np.float64)
 
     @property
     def classes_(self) -> np.ndarray:
@@ -90,23 +99,30 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
             proba = _align(
                 self.stacker.predict_proba(log_probs(probas)), self.stacker.classes_, self.classes
             )
-        if self.shifts_priors:
-            proba = proba * np.asarray(self.prior_shift, dtype=np.float64)
+        shift = self.decision_shift
+        if shift is not None:
+            proba = proba * shift
             proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-300)
         return proba
 
     def predict_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
         """Class labels, the argmax of :meth:`proba_arrays`.
 
-        A lone tabular member (no stacker, no prior shift, classes in the model's order) gives
-        the same labels through its own ``predict``, which may stop scoring a row early.
+        A lone tabular member (no stacker, classes in the model's order) gives the same labels
+        through its own ``predict`` (``predict_weighted`` with a decision shift), which may
+        stop scoring a row early.
         """
         members = self.members or {}
-        if len(members) == 1 and self.stacker is None and not self.shifts_priors:
+        if len(members) == 1 and self.stacker is None:
             kind, est = next(iter(members.items()))
             order = [int(c) for c in est.classes_]
             if kind != "vit" and order == [c for c in self.classes if c in order]:
-                return np.asarray(est.predict(features))
+                shift = self.decision_shift
+                if shift is None:
+                    return np.asarray(est.predict(features))
+                if hasattr(est, "predict_weighted"):
+                    weight = shift[[list(self.classes).index(c) for c in order]]
+                    return np.asarray(est.predict_weighted(features, weight))
         return self.classes_[np.argmax(self.proba_arrays(features, chips), axis=1)]
 
     def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:

@@ -9,11 +9,25 @@ import numpy as np
 
 @dataclass
 class _Sample:
+    """The training pixels: the class-balanced sample, then any area-proportional extras."""
+
     rows: np.ndarray
     cols: np.ndarray
     y: np.ndarray
     X: np.ndarray
     chips: np.ndarray | None = None
+    n_balanced: int | None = None  # the first n rows are the class-balanced sample (None: all)
+
+    @property
+    def balanced(self) -> np.ndarray:
+        """Mask of the class-balanced rows (the headline's evaluation sample)."""
+        mask = np.zeros(len(self.y), dtype=bool)
+        mask[: len(self.y) if self.n_balanced is None else self.n_balanced] = True
+        return mask
+
+    @property
+    def has_extras(self) -> bool:
+        return self.n_balanced is not None and self.n_balanced < len(self.y)
 
 
 @dataclass
@@ -35,3 +49,8 @@ class _Probe:
     population: int
     prior_shift: np.ndarray  # (classes,): the same over every fold (for the final model)
     chips: np.ndarray | None = None
+    #: (n_folds, classes) uniform share / training-sample share, and the same over every
+    #: fold; ``None`` when the training sample is class-balanced (the balanced decision is the
+    #: plain argmax then)
+    uniform: np.ndarray | None = None
+    uniform_shift: np.ndarray | None = None

@@ -35,7 +35,12 @@ from earthops.models.selection import (
     selection_aware_proba,
 )
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
-from earthops.usecases.landcover_global.area import area_proportional_metrics, decide, probe_sample
+from earthops.usecases.landcover_global.area import (
+    area_proportional_metrics,
+    decide,
+    land_mask,
+    probe_sample,
+)
 from earthops.usecases.landcover_global.config import (
     DEFAULT_PROTOCOL,
     MAP_INPUTS,
@@ -51,12 +56,14 @@ from earthops.usecases.landcover_global.cv import (
     _stacked_oof,
 )
 from earthops.usecases.landcover_global.labels import (
+    _box_mask,
     _pixels_in_bboxes,
     block_folds,
     block_ids,
     in_bboxes,
     read_label_csv,
     read_labels,
+    sample_area,
     sample_pixels,
 )
 from earthops.usecases.landcover_global.maps import (
@@ -66,7 +73,7 @@ from earthops.usecases.landcover_global.maps import (
 )
 from earthops.usecases.landcover_global.metrics import classification_metrics
 from earthops.usecases.landcover_global.model import GlobalLandCoverModel
-from earthops.usecases.landcover_global.samples import _Sample
+from earthops.usecases.landcover_global.samples import _Probe, _Sample
 
 log = get_logger(__name__)
 
@@ -111,15 +118,20 @@ class GlobalLandCover:
         log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
 
         probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
+        # the headline is scored on the class-balanced rows; with area-proportional extras in
+        # training, their probabilities are shifted back to a uniform class prior first
+        bal = data.balanced
+        y_bal, folds_bal = data.y[bal], folds[bal]
+        balanced_shift = None if probe.uniform is None else probe.uniform[folds_bal]
         oof: dict[str, np.ndarray] = {}
         oof_probe: dict[str, np.ndarray] = {}
         comparison: dict[str, dict[str, Any]] = {}
         for kind in cfg.models:
             t0 = time.perf_counter()
             oof[kind], oof_probe[kind] = _oof(kind, cfg, data, folds, classes, probe)
-            pred = np.asarray(classes)[np.argmax(oof[kind], axis=1)]
+            pred = decide(oof[kind][bal], classes, balanced_shift)
             comparison[kind] = {
-                **headline_figures(classification_metrics(data.y, pred, classes)),
+                **headline_figures(classification_metrics(y_bal, pred, classes)),
                 "cv_seconds": round(time.perf_counter() - t0, 1),
             }
             log.info("landcover_global.cv", model=kind, **comparison[kind])
@@ -136,13 +148,17 @@ class GlobalLandCover:
                 cfg.seed,
             )
             oof["stacking"] = st
-            pred = np.asarray(classes)[np.argmax(st, axis=1)]
+            pred = decide(st[bal], classes, balanced_shift)
             comparison["stacking"] = {
-                **headline_figures(classification_metrics(data.y, pred, classes)),
+                **headline_figures(classification_metrics(y_bal, pred, classes)),
                 "members": stack_members,
             }
-        everywhere = np.ones(len(data.y), dtype=bool)
-        selected = choose_candidate(oof, data.y, everywhere, cfg.models, cfg.min_gain, classes)
+        scored = {  # what selection sees: the balanced rows, balanced decision
+            kind: p[bal] if balanced_shift is None else p[bal] * balanced_shift
+            for kind, p in oof.items()
+        }
+        everywhere = np.ones(len(y_bal), dtype=bool)
+        selected = choose_candidate(scored, y_bal, everywhere, cfg.models, cfg.min_gain, classes)
         members = list(cfg.models) if selected == "stacking" else [selected]
         if "stacking" in comparison:
             best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
@@ -152,16 +168,18 @@ class GlobalLandCover:
         # selection-aware estimate: fold k is predicted by the candidate chosen on the other
         # folds only, so choosing the model never looks at the fold it is scored on
         # (with decision="area" every fold's labels are prior-corrected like the logged model's)
-        shift = probe.priors[folds] if cfg.decision == "area" else None
-        final_proba, choices = selection_aware_proba(
-            oof, data.y, folds, cfg.models, cfg.min_gain, classes
+        shift = probe.priors[folds_bal] if cfg.decision == "area" else balanced_shift
+        _, choices = selection_aware_proba(
+            scored, y_bal, folds_bal, cfg.models, cfg.min_gain, classes
         )
+        final_proba = np.zeros((len(y_bal), len(classes)))
         probe_proba = np.zeros((len(probe.y), len(classes)))
         for k, choice in enumerate(choices):
+            final_proba[folds_bal == k] = oof[choice][bal][folds_bal == k]
             probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
         final_pred = decide(final_proba, classes, shift)
-        rf_pred = decide(oof["rf"], classes, shift)
-        metrics = classification_metrics(data.y, final_pred, classes)
+        rf_pred = decide(oof["rf"][bal], classes, shift)
+        metrics = classification_metrics(y_bal, final_pred, classes)
         metrics["selection"] = {
             "rule": f"highest block-CV macro F1; stacking only if it gains >= {cfg.min_gain}",
             "choice_per_fold": choices,
@@ -170,19 +188,26 @@ class GlobalLandCover:
         metrics["area_proportional"] = area_proportional_metrics(
             probe, probe_proba, classes, cfg.decision
         )
-        metrics["baseline"] = {"model": "rf", **classification_metrics(data.y, rf_pred, classes)}
+        metrics["baseline"] = {"model": "rf", **classification_metrics(y_bal, rf_pred, classes)}
         metrics["comparison"] = comparison
         metrics["selected_model"] = selected
         metrics["validation"] = {
             "scheme": "spatial block CV",
             "block_deg": cfg.block_deg,
             "n_folds": cfg.n_folds,
-            "sampling": f"class-balanced, up to {cfg.n_per_class} px per class",
+            "sampling": f"class-balanced, up to {cfg.n_per_class} px per class"
+            + (
+                f", plus {len(data.y) - len(y_bal)} area-proportional land pixels in training "
+                "(the headline is scored on the class-balanced rows)"
+                if data.has_extras
+                else ""
+            ),
+            "n_area_proportional": len(data.y) - len(y_bal),
             "n_blocks": n_blocks,
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, members, oof, probe.prior_shift)
+        model = self._refit(cfg, data, classes, grid, members, oof, probe)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
@@ -191,6 +216,7 @@ class GlobalLandCover:
                 {
                     "protocol": cfg.protocol,
                     "n_per_class": cfg.n_per_class,
+                    "n_random": cfg.n_random,
                     "n_folds": cfg.n_folds,
                     "block_deg": cfg.block_deg,
                     "models": ",".join(cfg.models),
@@ -233,7 +259,7 @@ class GlobalLandCover:
             metrics["run_id"] = run.info.run_id
             metrics["runtime_s"] = round(time.perf_counter() - started, 1)
             log_metrics_dict({k: v for k, v in metrics.items() if k not in ("model_uri", "run_id")})
-            log_confusion_matrix(data.y, final_pred, list(classes), names=IGBP.names())
+            log_confusion_matrix(y_bal, final_pred, list(classes), names=IGBP.names())
         return metrics
 
     def _sample(
@@ -254,8 +280,20 @@ class GlobalLandCover:
             raise EarthOpsError(
                 f"training sample has {present.size} class(es) after exclusions; need >= 2"
             )
+        n_balanced = None
+        if cfg.n_random:
+            population = land_mask(grid) & np.isin(labels, classes)
+            if exclude:
+                population &= ~_box_mask(labels.shape, exclude)
+            extra_rows, extra_cols = sample_area(
+                population, cfg.n_random, seed=cfg.seed + 2, taken=(rows, cols)
+            )
+            n_balanced = rows.size
+            rows = np.concatenate([rows, extra_rows])
+            cols = np.concatenate([cols, extra_cols])
+            y = labels[rows, cols].astype(np.int64)
         chips = extract_chips(rows, cols, cfg.chip_size) if "vit" in cfg.models else None
-        return _Sample(rows, cols, y, grid.values(rows, cols), chips)
+        return _Sample(rows, cols, y, grid.values(rows, cols), chips, n_balanced)
 
     def _refit(
         self,
@@ -265,7 +303,7 @@ class GlobalLandCover:
         grid: FeatureGrid,
         members: list[str],
         oof: dict[str, np.ndarray],
-        prior_shift: np.ndarray,
+        probe: _Probe,
     ) -> GlobalLandCoverModel:
         fitted = {}
         for kind in members:
@@ -282,7 +320,8 @@ class GlobalLandCover:
             classes=list(classes),
             chip_size=cfg.chip_size if "vit" in members else None,
             decision=cfg.decision,
-            prior_shift=prior_shift.tolist(),
+            prior_shift=probe.prior_shift.tolist(),
+            balance_shift=None if probe.uniform_shift is None else probe.uniform_shift.tolist(),
         )
 
     @staticmethod
