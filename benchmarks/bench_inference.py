@@ -92,6 +92,24 @@ def test_map_inference_vs_random_forest_predict(tmp_path: Path) -> None:
         own = model.classes_[np.argmax(model.proba_arrays(features[every]), axis=1)]
     np.testing.assert_array_equal(mapped.ravel()[every], own)
 
+    # the prior-corrected (decision="area") labels of the same model: a log offset per class
+    # on the early-stopping path, so they should cost about what the plain labels cost
+    model.decision = "area"
+    start = time.perf_counter()
+    area_labels = model.predict_arrays(features)
+    area_s = time.perf_counter() - start
+    model.decision = "balanced"
+    start = time.perf_counter()
+    plain_labels = model.predict_arrays(features)
+    plain_s = time.perf_counter() - start
+    np.testing.assert_array_equal(plain_labels, mapped.ravel())
+    if member is not None:
+        weighted = (
+            library
+            * np.asarray(model.prior_shift)[np.searchsorted(model.classes_, member.classes_)]
+        )
+        np.testing.assert_array_equal(area_labels[every], member.classes_[np.argmax(weighted, 1)])
+
     agreement = float(np.mean(rf_pred.reshape(mapped.shape) == mapped))
     rate, rf_rate = n_px / map_s, n_px / rf_s
     print(
@@ -101,6 +119,9 @@ def test_map_inference_vs_random_forest_predict(tmp_path: Path) -> None:
         f"({map_s:.1f} s)\n"
         f"  sklearn RandomForest.predict ({_RF['n_estimators']} trees) on the same pixels: "
         f"{rf_rate / 1e3:.0f} kpx/s ({rf_s:.1f} s)\n"
-        f"  ratio: {rate / rf_rate:.2f}x; label agreement with RF {agreement:.2f}"
+        f"  ratio: {rate / rf_rate:.2f}x; label agreement with RF {agreement:.2f}\n"
+        f"  labels only (no feature reads, no COG): balanced decision {n_px / plain_s / 1e3:.0f}"
+        f" kpx/s, prior-corrected (area) decision {n_px / area_s / 1e3:.0f} kpx/s "
+        f"({plain_s / area_s:.2f}x; {np.mean(area_labels != plain_labels):.1%} of labels change)"
     )
     assert agreement > 0.5  # both are real classifiers of the same scene

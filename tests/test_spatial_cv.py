@@ -70,6 +70,7 @@ def test_a_block_is_never_split_and_a_one_site_class_is_named() -> None:
     assert recall["c"] == 0.0  # never in training when its block is tested
     assert recall["a"] > 0.9 and recall["b"] > 0.9
     assert out["models"]["nn"]["overall_accuracy"] < 0.9
+    assert out["models"]["nn"]["overall_accuracy_multi_block"] > 0.9  # a and b only
 
 
 def test_sites_count_places_not_revisits() -> None:

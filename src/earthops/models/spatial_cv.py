@@ -88,14 +88,19 @@ def spatial_block_cv(
                 est = clone(make_member(kind)).fit(X[train], y[train])
                 preds[kind][test] = est.predict(X[test])
                 bar.advance(task)
+    sites = sampling_sites(coords, y, blocks)
+    single = [c for c, s in sites.items() if s["blocks"] == 1]
+    spread = ~np.isin(y.astype(str), single)
     for kind, pred in preds.items():
         metrics = classification_metrics(y, pred, list(classes))
         models[kind] = {
             **headline_figures(metrics),
+            # what the score is on the classes that a held-out block can have seen elsewhere
+            "overall_accuracy_multi_block": (
+                round(float(np.mean(pred[spread] == y[spread])), 4) if spread.any() else None
+            ),
             "recall": {str(c): round(v["recall"], 4) for c, v in metrics["per_class"].items()},
         }
-    sites = sampling_sites(coords, y, blocks)
-    single = [c for c, s in sites.items() if s["blocks"] == 1]
     if single:
         log.warning(
             "spatial_cv.single_block_classes",
