@@ -386,6 +386,10 @@ def test_area_proportional_extras_train_the_map_not_the_headline(mirror: Path) -
     assert land_mask(grid)[rows, cols].all()
     assert not in_bboxes(rows, cols, [EXCLUDED]).any()
     assert not pixels.duplicated(["row", "col"]).any()  # no pixel drawn twice
+    # drawn from the probe's population: blocks of the balanced sample, in their block's fold
+    blocks = block_ids(pixels["row"].to_numpy(), pixels["col"].to_numpy())
+    assert set(blocks[-n_extra:]) <= set(blocks[:-n_extra])
+    assert (pd.Series(pixels["fold"].to_numpy()).groupby(blocks).nunique() == 1).all()
     shares = np.bincount(extras["label"], minlength=7) / n_extra  # the map's mix, not 1/7
     assert shares.max() > 0.25 and shares.min() < 0.05
 
@@ -405,21 +409,11 @@ def test_area_proportional_extras_train_the_map_not_the_headline(mirror: Path) -
     assert 0.3 < area["balanced_decision"]["overall_accuracy"] <= 1.0
 
 
-def test_balance_shift_and_area_sample_units() -> None:
-    from earthops.usecases.landcover_global import balance_shift, sample_area
+def test_balance_shift_units() -> None:
+    from earthops.usecases.landcover_global import balance_shift
 
     shift = balance_shift(np.array([0, 0, 1, 2]), [0, 1, 2, 3])
     np.testing.assert_allclose(shift, [0.5, 1.0, 1.0, 0.0])  # (1/4) / share; unseen -> 0
-    population = np.zeros((4, 5), dtype=bool)
-    population[1:3, 1:4] = True  # 6 pixels
-    taken = (np.array([1]), np.array([1]))
-    rows, cols = sample_area(population, 100, seed=1, taken=taken)
-    assert rows.size == 5 and population[rows, cols].all()
-    assert not ((rows == 1) & (cols == 1)).any()
-    r2, c2 = sample_area(population, 3, seed=1, taken=taken)
-    assert r2.size == 3 and np.array_equal(
-        (r2, c2), sample_area(population, 3, seed=1, taken=taken)
-    )
     with pytest.raises(EarthOpsError, match="params.n_random -5"):
         TrainConfig.from_options(TrainOptions(params={"n_random": -5}))
 

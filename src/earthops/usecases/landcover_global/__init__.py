@@ -6,7 +6,8 @@
   and, for the ViT, Blue Marble chips centred on each pixel.
 * **Sampling**: class-balanced stratified — up to ``n_per_class`` pixels per class, seeded;
   pixels inside ``--exclude-bbox`` regions are never sampled for training. ``n_random``
-  area-proportional land pixels may join the *training* sample (default: 20 000 with
+  area-proportional land pixels (from the probe's population below, each in its block's
+  fold) may join the *training* sample (default: 20 000 with
   ``decision='area'``, none otherwise); the headline is still scored on the class-balanced
   rows only, and the balanced decision then shifts probabilities back to a uniform class
   prior (× uniform share / training share), so extras teach the common classes without
@@ -84,7 +85,6 @@ from .labels import (
     in_bboxes,
     read_label_csv,
     read_labels,
-    sample_area,
     sample_pixels,
 )
 from .maps import check_map_inputs, predict_global_map
@@ -131,7 +131,6 @@ __all__ = [
     "probe_sample",
     "read_label_csv",
     "read_labels",
-    "sample_area",
     "sample_pixels",
     "vit_available",
 ]

@@ -35,16 +35,7 @@ def probe_sample(
     exclude: Sequence[BBox] = (),
 ) -> _Probe:
     """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels, seeded) for the block folds."""
-    sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
-    population = land_mask(grid) & np.isin(labels, classes)
-    if exclude:
-        population &= ~_box_mask(labels.shape, exclude)
-    rows, cols = np.nonzero(population)
-    blocks = block_ids(rows, cols, cfg.block_deg)
-    fold_of_block = np.full(max(int(blocks.max(initial=0)), int(sampled_blocks.max())) + 1, -1)
-    fold_of_block[sampled_blocks] = folds  # a block's samples share one fold
-    fold = fold_of_block[blocks]
-    rows, cols, fold = rows[fold >= 0], cols[fold >= 0], fold[fold >= 0]
+    rows, cols, fold = map_population(labels, grid, data, folds, cfg, classes, exclude)
     y_all = labels[rows, cols].astype(np.int64)
     priors = np.stack(
         [prior_shift(y_all[fold != k], data.y[folds != k], classes) for k in range(cfg.n_folds)]
@@ -70,6 +61,65 @@ def probe_sample(
         uniform,
         uniform_shift,
     )
+
+
+def map_population(
+    labels: np.ndarray,
+    grid: FeatureGrid,
+    data: _Sample,
+    folds: np.ndarray,
+    cfg: TrainConfig,
+    classes: Sequence[int],
+    exclude: Sequence[BBox] = (),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, fold)`` of the map population: every land pixel (some Köppen-Geiger
+    land) of the protocol's classes outside ``exclude``, in a block that has a fold."""
+    sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
+    population = land_mask(grid) & np.isin(labels, classes)
+    if exclude:
+        population &= ~_box_mask(labels.shape, exclude)
+    rows, cols = np.nonzero(population)
+    blocks = block_ids(rows, cols, cfg.block_deg)
+    fold_of_block = np.full(max(int(blocks.max(initial=0)), int(sampled_blocks.max())) + 1, -1)
+    fold_of_block[sampled_blocks] = folds  # a block's samples share one fold
+    fold = fold_of_block[blocks]
+    keep = fold >= 0
+    return rows[keep], cols[keep], fold[keep]
+
+
+def add_area_extras(
+    labels: np.ndarray,
+    grid: FeatureGrid,
+    data: _Sample,
+    folds: np.ndarray,
+    cfg: TrainConfig,
+    classes: Sequence[int],
+    exclude: Sequence[BBox] = (),
+) -> tuple[_Sample, np.ndarray]:
+    """The class-balanced ``data`` plus ``cfg.n_random`` pixels drawn uniformly from the map
+    population of its folds (never a pixel already drawn), each in its block's fold.
+
+    Drawing from the probe's population keeps that population — and so the area-proportional
+    figures — the same with and without extras.
+    """
+    rows, cols, fold = map_population(labels, grid, data, folds, cfg, classes, exclude)
+    width = GRID_SHAPE[1]
+    candidates = np.flatnonzero(~np.isin(rows * width + cols, data.rows * width + data.cols))
+    rng = np.random.default_rng(cfg.seed + 2)
+    pick = np.sort(rng.choice(candidates, min(cfg.n_random, candidates.size), replace=False))
+    r, c = rows[pick], cols[pick]
+    chips = None
+    if data.chips is not None:
+        chips = np.concatenate([data.chips, extract_chips(r, c, cfg.chip_size)])
+    extended = _Sample(
+        np.concatenate([data.rows, r]),
+        np.concatenate([data.cols, c]),
+        np.concatenate([data.y, labels[r, c].astype(np.int64)]),
+        np.concatenate([data.X, grid.values(r, c)]),
+        chips,
+        n_balanced=len(data.y),
+    )
+    return extended, np.concatenate([folds, fold[pick]])
 
 
 def prior_shift(population: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:

@@ -98,25 +98,6 @@ def sample_pixels(
     return np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64)
 
 
-def sample_area(
-    population: np.ndarray,
-    n: int,
-    *,
-    seed: int = 42,
-    taken: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Area-proportional sample: up to ``n`` pixels drawn uniformly from the ``True`` pixels
-    of the ``population`` mask, none of the ``taken`` ``(rows, cols)``. Sorted by position."""
-    allowed = population.copy()
-    if taken is not None:
-        allowed[taken] = False
-    idx = np.flatnonzero(allowed)
-    if idx.size > n:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
-    rows, cols = np.divmod(idx, population.shape[1])
-    return rows.astype(np.int64), cols.astype(np.int64)
-
-
 def block_ids(rows: np.ndarray, cols: np.ndarray, block_deg: float = BLOCK_DEG) -> np.ndarray:
     """Id of the ``block_deg``×``block_deg`` block (aligned at −180°, 90°) holding each pixel."""
     per_block = round(block_deg / GRID_RES)

@@ -36,9 +36,9 @@ from earthops.models.selection import (
 )
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 from earthops.usecases.landcover_global.area import (
+    add_area_extras,
     area_proportional_metrics,
     decide,
-    land_mask,
     probe_sample,
 )
 from earthops.usecases.landcover_global.config import (
@@ -56,14 +56,12 @@ from earthops.usecases.landcover_global.cv import (
     _stacked_oof,
 )
 from earthops.usecases.landcover_global.labels import (
-    _box_mask,
     _pixels_in_bboxes,
     block_folds,
     block_ids,
     in_bboxes,
     read_label_csv,
     read_labels,
-    sample_area,
     sample_pixels,
 )
 from earthops.usecases.landcover_global.maps import (
@@ -115,6 +113,10 @@ class GlobalLandCover:
         blocks = block_ids(data.rows, data.cols, cfg.block_deg)
         n_blocks = int(np.unique(blocks).size)
         folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
+        if cfg.n_random:
+            data, folds = add_area_extras(
+                labels, grid, data, folds, cfg, classes, options.exclude_bboxes
+            )
         log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
 
         probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
@@ -280,20 +282,8 @@ class GlobalLandCover:
             raise EarthOpsError(
                 f"training sample has {present.size} class(es) after exclusions; need >= 2"
             )
-        n_balanced = None
-        if cfg.n_random:
-            population = land_mask(grid) & np.isin(labels, classes)
-            if exclude:
-                population &= ~_box_mask(labels.shape, exclude)
-            extra_rows, extra_cols = sample_area(
-                population, cfg.n_random, seed=cfg.seed + 2, taken=(rows, cols)
-            )
-            n_balanced = rows.size
-            rows = np.concatenate([rows, extra_rows])
-            cols = np.concatenate([cols, extra_cols])
-            y = labels[rows, cols].astype(np.int64)
         chips = extract_chips(rows, cols, cfg.chip_size) if "vit" in cfg.models else None
-        return _Sample(rows, cols, y, grid.values(rows, cols), chips, n_balanced)
+        return _Sample(rows, cols, y, grid.values(rows, cols), chips)
 
     def _refit(
         self,
