@@ -12,6 +12,9 @@ benchmark builds it in seconds). Measured in the same run on the same pixels:
 The ratio is chosen / baseline (> 1: the map is faster than bare RF prediction). The map's
 labels are also checked against the chosen model's own library ``predict_proba`` (LightGBM's,
 not the compiled trees of :mod:`earthops.models.compiled_trees`) on every 10th pixel.
+Also printed: labels only (no reads, no COG) of the same model with the balanced and with the
+prior-corrected (``decision='area'``) rule, the latter checked against LightGBM's weighted
+probabilities.
 """
 
 from __future__ import annotations
