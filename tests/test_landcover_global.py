@@ -428,3 +428,20 @@ def test_area_decision_defaults_to_area_proportional_extras() -> None:
     assert n_random(decision="area") == AREA_EXTRAS > 0
     assert n_random(fast=True, decision="area") == AREA_EXTRAS // 10
     assert n_random(decision="area", n_random=0) == 0  # an explicit count wins
+
+
+def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
+    params = {**PARAMS, "decision": "area"}
+    metrics = get_usecase("landcover-global").train(
+        TrainOptions(protocol="igbp7", fast=True, params=params)
+    )
+    assert "area-proportional probe" in metrics["selection"]["rule"]
+    assert metrics["validation"]["n_area_proportional"] > 0  # the area rule's default extras
+    area = metrics["area_proportional"]
+    assert area["model_decision"] == "area"
+    # the Bayes correction is what a map's class mix rewards
+    assert (
+        area["prior_corrected"]["overall_accuracy"] >= area["balanced_decision"]["overall_accuracy"]
+    )
+    model = load_model(metrics["model_uri"])
+    np.testing.assert_array_equal(model.decision_shift, model.prior_shift)

@@ -26,7 +26,9 @@
 * **Decision** (``params.decision``): ``balanced`` (default; argmax of the class-balanced
   model, what the headline's balanced sample rewards) or ``area`` (the prior-corrected
   argmax on a sample with area-proportional extras, what maximises accuracy on a map's own
-  class mix). The logged model, its headline and its maps all follow the chosen rule; a
+  class mix; the candidates are then chosen on the probe below, selection-aware, by their
+  prior-corrected macro F1). The logged model, its headline and its maps all follow the
+  chosen rule; a
   lone LightGBM member applies the rule on its early-stopping path (a ``log`` offset per
   class), so corrected maps cost no more than plain ones.
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a

@@ -155,12 +155,19 @@ class GlobalLandCover:
                 **headline_figures(classification_metrics(y_bal, pred, classes)),
                 "members": stack_members,
             }
-        scored = {  # what selection sees: the balanced rows, balanced decision
-            kind: p[bal] if balanced_shift is None else p[bal] * balanced_shift
-            for kind, p in oof.items()
-        }
-        everywhere = np.ones(len(y_bal), dtype=bool)
-        selected = choose_candidate(scored, y_bal, everywhere, cfg.models, cfg.min_gain, classes)
+        # what selection sees: the rows and the rule the logged model is for — the balanced
+        # rows with the balanced decision, or (decision="area") the map probe prior-corrected
+        if cfg.decision == "area" and probe.y.size:
+            scored = {k: p * probe.priors[probe.fold] for k, p in oof_probe.items()}
+            scored_y, scored_folds, scored_on = probe.y, probe.fold, "the area-proportional probe"
+        else:
+            scored = {
+                kind: p[bal] if balanced_shift is None else p[bal] * balanced_shift
+                for kind, p in oof.items()
+            }
+            scored_y, scored_folds, scored_on = y_bal, folds_bal, "the class-balanced sample"
+        everywhere = np.ones(len(scored_y), dtype=bool)
+        selected = choose_candidate(scored, scored_y, everywhere, cfg.models, cfg.min_gain, classes)
         members = list(cfg.models) if selected == "stacking" else [selected]
         if "stacking" in comparison:
             best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
@@ -172,7 +179,7 @@ class GlobalLandCover:
         # (with decision="area" every fold's labels are prior-corrected like the logged model's)
         shift = probe.priors[folds_bal] if cfg.decision == "area" else balanced_shift
         _, choices = selection_aware_proba(
-            scored, y_bal, folds_bal, cfg.models, cfg.min_gain, classes
+            scored, scored_y, scored_folds, cfg.models, cfg.min_gain, classes
         )
         final_proba = np.zeros((len(y_bal), len(classes)))
         probe_proba = np.zeros((len(probe.y), len(classes)))
@@ -183,7 +190,8 @@ class GlobalLandCover:
         rf_pred = decide(oof["rf"][bal], classes, shift)
         metrics = classification_metrics(y_bal, final_pred, classes)
         metrics["selection"] = {
-            "rule": f"highest block-CV macro F1; stacking only if it gains >= {cfg.min_gain}",
+            "rule": f"highest block-CV macro F1 on {scored_on} (the logged model's decision); "
+            f"stacking only if it gains >= {cfg.min_gain}",
             "choice_per_fold": choices,
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }
