@@ -28,10 +28,9 @@
   argmax on a sample with area-proportional extras, what maximises accuracy on a map's own
   class mix; the candidates are then chosen on the probe below, selection-aware, by their
   prior-corrected macro F1). The logged model, its headline and its maps all follow the
-  chosen rule; a
-  lone LightGBM member applies the rule on its early-stopping path (a ``log`` offset per
-  class), so corrected maps stay on the fast path (0.83× the plain labels in the benchmark,
-  not the full scores).
+  chosen rule; a lone LightGBM member applies it on its early-stopping path (a ``log``
+  offset per class), so corrected maps stay on the fast path (0.83× the plain labels in
+  the benchmark, not the full scores).
 * **Models**: Random Forest (baseline), LightGBM, XGBoost, a ViT on Blue Marble chips, and a
   stacking ensemble (logistic regression on the members' out-of-fold log-probabilities) that
   is selected only when its block-CV macro F1 beats the best single model by ``min_gain``.
