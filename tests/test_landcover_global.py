@@ -144,6 +144,7 @@ def test_excluded_box_never_in_training(trained: dict[str, Any]) -> None:
 def test_area_proportional_probe_samples_the_map_population(trained: dict[str, Any]) -> None:
     """The map-user estimate: land pixels of held-out blocks, never the excluded box."""
     from earthops.usecases.landcover_global import _Sample, land_mask, probe_sample
+    from earthops.usecases.landcover_global.area import map_population
 
     area = trained["area_proportional"]
     assert area["n_samples"] == 6000 and area["population_pixels"] > area["n_samples"]
@@ -158,7 +159,8 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
     y, folds = pixels["label"].to_numpy(), pixels["fold"].to_numpy()
     data = _Sample(rows, cols, y, grid.values(rows, cols))
     cfg = TrainConfig.from_options(TrainOptions(protocol="igbp7", fast=True, params=dict(PARAMS)))
-    probe = probe_sample(labels, grid, data, folds, cfg, range(7), [EXCLUDED])
+    population = map_population(labels, grid, data, folds, cfg, [EXCLUDED])
+    probe = probe_sample(population, labels, grid, data, folds, cfg)
     assert land_mask(grid)[probe.rows, probe.cols].all()
     assert not in_bboxes(probe.rows, probe.cols, [EXCLUDED]).any()
     assert np.isin(probe.y, range(7)).all()

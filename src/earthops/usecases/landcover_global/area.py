@@ -10,7 +10,7 @@ import numpy as np
 from earthops.features.global_grid import GRID_SHAPE, FeatureGrid, extract_chips
 from earthops.models.metrics import headline_figures
 from earthops.usecases.base import BBox
-from earthops.usecases.landcover_global.config import TrainConfig
+from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
 from earthops.usecases.landcover_global.labels import _box_mask, block_ids
 from earthops.usecases.landcover_global.metrics import classification_metrics
 from earthops.usecases.landcover_global.samples import _Probe, _Sample
@@ -25,17 +25,21 @@ def land_mask(grid: FeatureGrid) -> np.ndarray:
     return mask
 
 
+Population = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, fold
+
+
 def probe_sample(
+    population: Population,
     labels: np.ndarray,
     grid: FeatureGrid,
     data: _Sample,
     folds: np.ndarray,
     cfg: TrainConfig,
-    classes: Sequence[int],
-    exclude: Sequence[BBox] = (),
 ) -> _Probe:
-    """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels, seeded) for the block folds."""
-    rows, cols, fold = map_population(labels, grid, data, folds, cfg, classes, exclude)
+    """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels of the :func:`map_population`,
+    seeded) for the block folds of ``data``."""
+    rows, cols, fold = population
+    classes = PROTOCOLS[cfg.protocol]
     y_all = labels[rows, cols].astype(np.int64)
     priors = np.stack(
         [prior_shift(y_all[fold != k], data.y[folds != k], classes) for k in range(cfg.n_folds)]
@@ -69,13 +73,12 @@ def map_population(
     data: _Sample,
     folds: np.ndarray,
     cfg: TrainConfig,
-    classes: Sequence[int],
     exclude: Sequence[BBox] = (),
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Population:
     """``(rows, cols, fold)`` of the map population: every land pixel (some Köppen-Geiger
     land) of the protocol's classes outside ``exclude``, in a block that has a fold."""
     sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
-    population = land_mask(grid) & np.isin(labels, classes)
+    population = land_mask(grid) & np.isin(labels, PROTOCOLS[cfg.protocol])
     if exclude:
         population &= ~_box_mask(labels.shape, exclude)
     rows, cols = np.nonzero(population)
@@ -88,21 +91,21 @@ def map_population(
 
 
 def add_area_extras(
+    population: Population,
     labels: np.ndarray,
     grid: FeatureGrid,
     data: _Sample,
     folds: np.ndarray,
     cfg: TrainConfig,
-    classes: Sequence[int],
-    exclude: Sequence[BBox] = (),
 ) -> tuple[_Sample, np.ndarray]:
-    """The class-balanced ``data`` plus ``cfg.n_random`` pixels drawn uniformly from the map
-    population of its folds (never a pixel already drawn), each in its block's fold.
+    """The class-balanced ``data`` plus ``cfg.n_random`` pixels drawn uniformly from the
+    :func:`map_population` of its folds (never a pixel already drawn), each in its block's
+    fold.
 
     Drawing from the probe's population keeps that population — and so the area-proportional
     figures — the same with and without extras.
     """
-    rows, cols, fold = map_population(labels, grid, data, folds, cfg, classes, exclude)
+    rows, cols, fold = population
     width = GRID_SHAPE[1]
     candidates = np.flatnonzero(~np.isin(rows * width + cols, data.rows * width + data.cols))
     rng = np.random.default_rng(cfg.seed + 2)

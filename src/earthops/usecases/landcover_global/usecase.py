@@ -39,6 +39,7 @@ from earthops.usecases.landcover_global.area import (
     add_area_extras,
     area_proportional_metrics,
     decide,
+    map_population,
     probe_sample,
 )
 from earthops.usecases.landcover_global.config import (
@@ -113,13 +114,12 @@ class GlobalLandCover:
         blocks = block_ids(data.rows, data.cols, cfg.block_deg)
         n_blocks = int(np.unique(blocks).size)
         folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
+        population = map_population(labels, grid, data, folds, cfg, options.exclude_bboxes)
         if cfg.n_random:
-            data, folds = add_area_extras(
-                labels, grid, data, folds, cfg, classes, options.exclude_bboxes
-            )
+            data, folds = add_area_extras(population, labels, grid, data, folds, cfg)
         log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
 
-        probe = probe_sample(labels, grid, data, folds, cfg, classes, options.exclude_bboxes)
+        probe = probe_sample(population, labels, grid, data, folds, cfg)
         # the headline is scored on the class-balanced rows; with area-proportional extras in
         # training, their probabilities are shifted back to a uniform class prior first
         bal = data.balanced
