@@ -287,8 +287,11 @@ class CVResult:
 
     ``metrics`` holds each candidate's plain CV figures; ``headline`` the selection-aware
     figures (fold ``k`` predicted by ``choices[k]``, the candidate chosen on the other folds).
+    ``features`` are the members' inputs (the featurizer's output on every sample).
     """
 
+    features: np.ndarray
+    layout: dict[str, int]
     oof: dict[str, np.ndarray]
     metrics: dict[str, dict[str, Any]]
     selected: str
@@ -305,7 +308,11 @@ def cross_validate(
     """Stratified k-fold OOF probabilities for each member, the stack and the vote; the
     selection-aware headline; the selected candidate refitted on every sample."""
     feats = featurizer.fit(X).transform(X)
-    layout = net_layout(featurizer)
+    names = list(featurizer.get_feature_names_out())
+    layout = {
+        "n_dates": int(featurizer.n_dates),
+        "n_channels": sum(n.endswith("_t00") for n in names),
+    }
     classes = np.unique(y)
     folds = np.full(len(y), -1)
     splitter = StratifiedKFold(n_splits=cfg.n_folds, shuffle=True, random_state=cfg.seed)
@@ -360,6 +367,8 @@ def cross_validate(
         featurizer=featurizer, members=members, stacker=stacker, vote=selected == "vote"
     )
     return CVResult(
+        features=feats,
+        layout=layout,
         oof=oof,
         metrics=metrics,
         selected=selected,
@@ -371,31 +380,19 @@ def cross_validate(
     )
 
 
-def net_layout(featurizer: TimeSeriesFeatures) -> dict[str, int]:
-    """The nets' ``n_dates``/``n_channels``: the raw series at the start of the features."""
-    names = featurizer.get_feature_names_out()
-    return {
-        "n_dates": int(featurizer.n_dates),
-        "n_channels": sum(str(n).endswith("_t00") for n in names),
-    }
-
-
 def spatial_check(samples: SampleSet, fitted: _Fitted, cfg: TrainConfig) -> dict[str, Any]:
     """Spatial block CV of ``cfg.spatial_kinds`` beside their random-fold figures.
 
     Samples that cannot be split into enough blocks (one site) are reported, not fatal.
     """
     assert cfg.spatial_block_deg is not None
-    featurizer = fitted.result.model.featurizer
-    assert featurizer is not None
-    layout = net_layout(featurizer)
-    kinds = cfg.spatial_kinds
+    result, kinds = fitted.result, cfg.spatial_kinds
     try:
         check = spatial_block_cv(
-            featurizer.transform(fitted.X),
+            result.features,
             samples.labels,
             samples.coords,
-            lambda kind: cfg.member(kind, layout),
+            lambda kind: cfg.member(kind, result.layout),
             kinds,
             n_folds=cfg.n_folds,
             block_deg=cfg.spatial_block_deg,
@@ -405,7 +402,7 @@ def spatial_check(samples: SampleSet, fitted: _Fitted, cfg: TrainConfig) -> dict
         log.warning("landcover_timeseries.spatial_check_skipped", reason=str(exc))
         return {"skipped": str(exc)}
     check["random_folds"] = {
-        k: headline_figures(fitted.result.metrics[k]) for k in kinds if k in fitted.result.metrics
+        k: headline_figures(result.metrics[k]) for k in kinds if k in result.metrics
     }
     return check
 
