@@ -48,10 +48,6 @@ def probe_sample(
     pick = np.sort(rng.choice(rows.size, min(cfg.probe_pixels, rows.size), replace=False))
     rows, cols = rows[pick], cols[pick]
     chips = extract_chips(rows, cols, cfg.chip_size) if data.chips is not None else None
-    uniform = uniform_shift = None
-    if data.has_extras:
-        uniform = np.stack([balance_shift(data.y[folds != k], classes) for k in range(cfg.n_folds)])
-        uniform_shift = balance_shift(data.y, classes)
     return _Probe(
         rows,
         cols,
@@ -62,8 +58,6 @@ def probe_sample(
         int(y_all.size),
         prior_shift(y_all, data.y, classes),
         chips,
-        uniform,
-        uniform_shift,
     )
 
 
@@ -137,6 +131,16 @@ def balance_shift(sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     return _shift(np.full(len(classes), 1.0 / len(classes)), sample, classes)
 
 
+def fold_balance_shifts(
+    data: _Sample, folds: np.ndarray, n_folds: int, classes: Sequence[int]
+) -> np.ndarray | None:
+    """``(n_folds, classes)``: the :func:`balance_shift` of each fold's training rows, or
+    ``None`` for a class-balanced sample (its balanced decision is the plain argmax)."""
+    if not data.has_extras:
+        return None
+    return np.stack([balance_shift(data.y[folds != k], classes) for k in range(n_folds)])
+
+
 def _shift(target: np.ndarray, sample: np.ndarray, classes: Sequence[int]) -> np.ndarray:
     drawn = np.bincount(sample, minlength=max(classes) + 1)[list(classes)]
     return np.divide(
@@ -153,10 +157,15 @@ def decide(
 
 
 def area_proportional_metrics(
-    probe: _Probe, proba: np.ndarray, classes: Sequence[int], decision: str
+    probe: _Probe,
+    proba: np.ndarray,
+    classes: Sequence[int],
+    decision: str,
+    balance: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Scores on the probe: the balanced decision, the prior-corrected one, and which of the two
-    the logged model uses (no scores when the probe is empty: no land pixels to map)."""
+    """Scores on the probe: the balanced decision (shifted by ``balance[fold]``, see
+    :func:`fold_balance_shifts`), the prior-corrected one, and which of the two the logged
+    model uses (no scores when the probe is empty: no land pixels to map)."""
     head = {
         "population": "land pixels (Köppen-Geiger) of the protocol's classes in held-out "
         "blocks, simple random sample, each scored by the model of its fold",
@@ -166,7 +175,7 @@ def area_proportional_metrics(
     }
     if probe.y.size == 0:
         return head
-    balanced = None if probe.uniform is None else probe.uniform[probe.fold]
+    balanced = None if balance is None else balance[probe.fold]
     return {
         **head,
         "balanced_decision": headline_figures(

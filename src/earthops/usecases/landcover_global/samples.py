@@ -49,8 +49,3 @@ class _Probe:
     population: int
     prior_shift: np.ndarray  # (classes,): the same over every fold (for the final model)
     chips: np.ndarray | None = None
-    #: (n_folds, classes) uniform share / training-sample share, and the same over every
-    #: fold; ``None`` when the training sample is class-balanced (the balanced decision is the
-    #: plain argmax then)
-    uniform: np.ndarray | None = None
-    uniform_shift: np.ndarray | None = None

@@ -38,7 +38,9 @@ from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 from earthops.usecases.landcover_global.area import (
     add_area_extras,
     area_proportional_metrics,
+    balance_shift,
     decide,
+    fold_balance_shifts,
     map_population,
     probe_sample,
 )
@@ -72,7 +74,7 @@ from earthops.usecases.landcover_global.maps import (
 )
 from earthops.usecases.landcover_global.metrics import classification_metrics
 from earthops.usecases.landcover_global.model import GlobalLandCoverModel
-from earthops.usecases.landcover_global.samples import _Probe, _Sample
+from earthops.usecases.landcover_global.samples import _Sample
 
 log = get_logger(__name__)
 
@@ -124,7 +126,8 @@ class GlobalLandCover:
         # training, their probabilities are shifted back to a uniform class prior first
         bal = data.balanced
         y_bal, folds_bal = data.y[bal], folds[bal]
-        balanced_shift = None if probe.uniform is None else probe.uniform[folds_bal]
+        balance = fold_balance_shifts(data, folds, cfg.n_folds, classes)
+        balanced_shift = None if balance is None else balance[folds_bal]
         oof: dict[str, np.ndarray] = {}
         oof_probe: dict[str, np.ndarray] = {}
         comparison: dict[str, dict[str, Any]] = {}
@@ -196,7 +199,7 @@ class GlobalLandCover:
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }
         metrics["area_proportional"] = area_proportional_metrics(
-            probe, probe_proba, classes, cfg.decision
+            probe, probe_proba, classes, cfg.decision, balance
         )
         metrics["baseline"] = {"model": "rf", **classification_metrics(y_bal, rf_pred, classes)}
         metrics["comparison"] = comparison
@@ -217,7 +220,7 @@ class GlobalLandCover:
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, members, oof, probe)
+        model = self._refit(cfg, data, classes, grid, members, oof, probe.prior_shift)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
@@ -301,7 +304,7 @@ class GlobalLandCover:
         grid: FeatureGrid,
         members: list[str],
         oof: dict[str, np.ndarray],
-        probe: _Probe,
+        prior_shift: np.ndarray,
     ) -> GlobalLandCoverModel:
         fitted = {}
         for kind in members:
@@ -318,8 +321,8 @@ class GlobalLandCover:
             classes=list(classes),
             chip_size=cfg.chip_size if "vit" in members else None,
             decision=cfg.decision,
-            prior_shift=probe.prior_shift.tolist(),
-            balance_shift=None if probe.uniform_shift is None else probe.uniform_shift.tolist(),
+            prior_shift=prior_shift.tolist(),
+            balance_shift=balance_shift(data.y, classes).tolist() if data.has_extras else None,
         )
 
     @staticmethod
