@@ -203,6 +203,7 @@ def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
     metrics = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[EXCLUDED]))
     assert {"overall_accuracy", "macro_f1", "kappa", "per_class"} <= set(metrics)
     assert metrics["bboxes"] == [str(EXCLUDED)]
+    assert metrics["population"] == "every labelled pixel in the boxes"
     assert metrics["n_samples"] > 1000  # every labelled igbp7 pixel in the box
     assert "evergreen broadleaf forest" in metrics["per_class"]
     assert 0.0 <= metrics["overall_accuracy"] <= 1.0
@@ -447,3 +448,21 @@ def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
     )
     model = load_model(metrics["model_uri"])
     np.testing.assert_array_equal(model.decision_shift, model.prior_shift)
+
+    # a map model is scored, by default, on the map's own class mix: a simple random sample
+    # of the land pixels, whose class shares are those of the whole population
+    from earthops.data.legends import IGBP
+    from earthops.usecases.landcover_global import land_mask
+
+    scored = get_usecase("landcover-global").evaluate(metrics["model_uri"], EvalOptions())
+    assert scored["population"].startswith("area-proportional")
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    labels = read_labels()
+    rows, cols = np.nonzero(land_mask(grid) & np.isin(labels, range(7)))
+    inside = in_bboxes(rows, cols, [BBox(*REGION)])
+    population = labels[rows[inside], cols[inside]]
+    names = IGBP.names()
+    for cls in range(7):
+        support = scored["per_class"].get(names[cls], {}).get("support", 0)
+        expected = np.mean(population == cls)
+        assert abs(support / scored["n_samples"] - expected) < 0.01, names[cls]

@@ -46,8 +46,10 @@ Labelled datasets for :meth:`GlobalLandCover.evaluate` (``--dataset``):
 Labels outside the protocol's classes are ignored. ``--bbox`` restricts either source (or
 the catalog MCD12C1 when no dataset is given) to the union of the boxes. With neither
 ``--dataset`` nor ``--bbox``, a model trained with ``--exclude-bbox`` is scored inside its
-excluded boxes (the catalog labels are its training labels). The metrics say how honest the
-score is: ``training_area_share`` is the share of scored pixels outside every excluded box —
+excluded boxes (the catalog labels are its training labels); any other is scored on a global
+sample of the catalog labels: class-balanced, or for a ``decision="area"`` model a simple
+random sample of the land pixels (the map's own class mix). ``population`` in the metrics
+names what was scored. The metrics say how honest the score is: ``training_area_share`` is the share of scored pixels outside every excluded box —
 where training pixels were drawn, so neighbours of them — and ``holdout`` is true when it is 0
 (a warning is logged otherwise).
 """

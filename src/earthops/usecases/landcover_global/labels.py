@@ -98,6 +98,16 @@ def sample_pixels(
     return np.concatenate(rows_out).astype(np.int64), np.concatenate(cols_out).astype(np.int64)
 
 
+def random_pixels(mask: np.ndarray, n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simple random sample of up to ``n`` pixels where ``mask`` holds: ``(rows, cols)`` in
+    raster order."""
+    idx = np.flatnonzero(mask)
+    if idx.size > n:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+    rows, cols = np.divmod(idx, mask.shape[1])
+    return rows.astype(np.int64), cols.astype(np.int64)
+
+
 def block_ids(rows: np.ndarray, cols: np.ndarray, block_deg: float = BLOCK_DEG) -> np.ndarray:
     """Id of the ``block_deg``×``block_deg`` block (aligned at −180°, 90°) holding each pixel."""
     per_block = round(block_deg / GRID_RES)

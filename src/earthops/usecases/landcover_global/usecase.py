@@ -41,6 +41,7 @@ from earthops.usecases.landcover_global.area import (
     balance_shift,
     decide,
     fold_balance_shifts,
+    land_mask,
     map_population,
     probe_sample,
 )
@@ -59,10 +60,12 @@ from earthops.usecases.landcover_global.cv import (
     _stacked_oof,
 )
 from earthops.usecases.landcover_global.labels import (
+    _box_mask,
     _pixels_in_bboxes,
     block_folds,
     block_ids,
     in_bboxes,
+    random_pixels,
     read_label_csv,
     read_labels,
     sample_pixels,
@@ -362,14 +365,17 @@ class GlobalLandCover:
             # the catalog labels the model was trained on: score where it never sampled
             log.info("landcover_global.evaluate_held_out", bboxes=[str(b) for b in held_out])
             options = replace(options, bboxes=held_out)
-        rows, cols, y, source = self._eval_pixels(options, classes, region)
+        grid = load_feature_grid(spec)
+        area = meta.get("decision") == "area"
+        rows, cols, y, source, population = self._eval_pixels(
+            options, classes, region, land=land_mask(grid) if area else None
+        )
         honesty = holdout_fields(  # training pixels were drawn outside every excluded box
             "training_area_share",
             np.mean(~in_bboxes(rows, cols, held_out)),
             hint="the model sampled its training pixels around these; for a true hold-out "
             "train with --exclude-bbox and evaluate with --bbox inside it",
         )
-        grid = load_feature_grid(spec)
         chips = (
             extract_chips(rows, cols, int(meta.get("chip_size", 16)))
             if meta.get("needs_chips")
@@ -381,6 +387,7 @@ class GlobalLandCover:
             protocol=protocol,
             model_uri=model_uri,
             source=source,
+            population=population,
             bboxes=[str(b) for b in options.bboxes],
             **honesty,
         )
@@ -417,12 +424,18 @@ class GlobalLandCover:
         options: EvalOptions,
         classes: Sequence[int],
         region: BBox | None = None,
+        *,
+        land: np.ndarray | None = None,
         max_pixels: int = 50_000,
         seed: int = 7,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-        """Labelled pixels to score: from a CSV/GeoTIFF dataset or the catalog MCD12C1.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
+        """Labelled pixels to score — from a CSV/GeoTIFF dataset or the catalog MCD12C1 — and
+        a description of their population.
 
-        ``region`` (the model's feature-grid region, when it has one) limits them further.
+        With no dataset and no boxes the catalog is sampled globally: class-balanced, or with
+        ``land`` (a CMG land mask; given for ``decision="area"`` models) a simple random sample
+        of its land pixels, the map's own class mix. ``region`` (the model's feature-grid
+        region, when it has one) limits them further.
         """
         dataset = options.dataset
         if dataset is not None and Path(dataset).suffix.lower() == ".csv":
@@ -431,20 +444,28 @@ class GlobalLandCover:
             if options.bboxes:
                 keep &= in_bboxes(rows, cols, options.bboxes)
             rows, cols, y = rows[keep], cols[keep], y[keep]
-            source = str(dataset)
+            source, population = str(dataset), "the dataset's labelled points"
         else:
             labels = read_labels(dataset)
             source = str(dataset) if dataset is not None else "mcd12c1-2019"
+            include = [region] if region is not None else []
             if options.bboxes:
                 rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
-            else:  # global: class-balanced, a seed different from training
-                rows, cols = sample_pixels(
-                    labels,
-                    classes,
-                    max_pixels // len(classes),
-                    seed=seed,
-                    include=[region] if region is not None else [],
+                population = "every labelled pixel in the boxes"
+            elif land is not None:  # global, a seed different from training
+                mask = land & np.isin(labels, classes)
+                if include:
+                    mask &= _box_mask(labels.shape, include)
+                rows, cols = random_pixels(mask, max_pixels, seed=seed)
+                population = (
+                    "area-proportional: a simple random sample of the land pixels "
+                    "(Köppen-Geiger) of the protocol's classes"
                 )
+            else:
+                rows, cols = sample_pixels(
+                    labels, classes, max_pixels // len(classes), seed=seed, include=include
+                )
+                population = "class-balanced: up to the same number of pixels per class"
             y = labels[rows, cols].astype(np.int64)
         if region is not None:
             keep = in_bboxes(rows, cols, [region])
@@ -456,4 +477,4 @@ class GlobalLandCover:
         if y.size > max_pixels:
             pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
             rows, cols, y = rows[pick], cols[pick], y[pick]
-        return rows, cols, y, source
+        return rows, cols, y, source, population
