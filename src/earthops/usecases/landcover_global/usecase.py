@@ -27,12 +27,10 @@ from earthops.features.global_grid import (
     load_feature_grid,
 )
 from earthops.logs import get_logger, progress
-from earthops.models.metrics import headline_figures, holdout_fields
+from earthops.models.metrics import holdout_fields
 from earthops.models.selection import (
-    choose_candidate,
     log_probs,
     make_stacker,
-    selection_aware_proba,
 )
 from earthops.usecases.base import BBox, EvalOptions, TrainOptions
 from earthops.usecases.landcover_global.area import (
@@ -45,6 +43,11 @@ from earthops.usecases.landcover_global.area import (
     map_population,
     probe_sample,
 )
+from earthops.usecases.landcover_global.candidates import (
+    Selection,
+    cross_validate_candidates,
+    select_candidate,
+)
 from earthops.usecases.landcover_global.config import (
     DEFAULT_PROTOCOL,
     MAP_INPUTS,
@@ -53,12 +56,7 @@ from earthops.usecases.landcover_global.config import (
     TrainConfig,
     check_protocol,
 )
-from earthops.usecases.landcover_global.cv import (
-    _fit_member,
-    _log_training_pixels,
-    _oof,
-    _stacked_oof,
-)
+from earthops.usecases.landcover_global.cv import _fit_member, _log_training_pixels
 from earthops.usecases.landcover_global.labels import (
     _box_mask,
     _pixels_in_bboxes,
@@ -128,85 +126,27 @@ class GlobalLandCover:
         # the headline is scored on the class-balanced rows; with area-proportional extras in
         # training, their probabilities are shifted back to a uniform class prior first
         bal = data.balanced
-        y_bal, folds_bal = data.y[bal], folds[bal]
+        y_bal = data.y[bal]
         balance = fold_balance_shifts(data, folds, cfg.n_folds, classes)
-        balanced_shift = None if balance is None else balance[folds_bal]
-        oof: dict[str, np.ndarray] = {}
-        oof_probe: dict[str, np.ndarray] = {}
-        comparison: dict[str, dict[str, Any]] = {}
-        for kind in cfg.models:
-            t0 = time.perf_counter()
-            oof[kind], oof_probe[kind] = _oof(kind, cfg, data, folds, classes, probe)
-            pred = decide(oof[kind][bal], classes, balanced_shift)
-            comparison[kind] = {
-                **headline_figures(classification_metrics(y_bal, pred, classes)),
-                "cv_seconds": round(time.perf_counter() - t0, 1),
-            }
-            log.info("landcover_global.cv", model=kind, **comparison[kind])
+        balanced_shift = None if balance is None else balance[folds[bal]]
+        cv = cross_validate_candidates(cfg, data, folds, probe, classes, balanced_shift)
+        sel = select_candidate(cfg, cv, data, folds, probe, classes, balanced_shift)
 
-        if len(cfg.models) > 1:
-            stack_members = list(cfg.models)
-            st, oof_probe["stacking"] = _stacked_oof(
-                [oof[k] for k in stack_members],
-                [oof_probe[k] for k in stack_members],
-                data.y,
-                folds,
-                probe.fold,
-                classes,
-                cfg.seed,
-            )
-            oof["stacking"] = st
-            pred = decide(st[bal], classes, balanced_shift)
-            comparison["stacking"] = {
-                **headline_figures(classification_metrics(y_bal, pred, classes)),
-                "members": stack_members,
-            }
-        # what selection sees: the rows and the rule the logged model is for — the balanced
-        # rows with the balanced decision, or (decision="area") the map probe prior-corrected
-        if cfg.decision == "area" and probe.y.size:
-            scored = {k: p * probe.priors[probe.fold] for k, p in oof_probe.items()}
-            scored_y, scored_folds, scored_on = probe.y, probe.fold, "the area-proportional probe"
-        else:
-            scored = {
-                kind: p[bal] if balanced_shift is None else p[bal] * balanced_shift
-                for kind, p in oof.items()
-            }
-            scored_y, scored_folds, scored_on = y_bal, folds_bal, "the class-balanced sample"
-        everywhere = np.ones(len(scored_y), dtype=bool)
-        selected = choose_candidate(scored, scored_y, everywhere, cfg.models, cfg.min_gain, classes)
-        members = list(cfg.models) if selected == "stacking" else [selected]
-        if "stacking" in comparison:
-            best_single = max(cfg.models, key=lambda k: comparison[k]["macro_f1"])
-            gain = comparison["stacking"]["macro_f1"] - comparison[best_single]["macro_f1"]
-            comparison["stacking"]["gain_over_best_single"] = round(gain, 4)
-
-        # selection-aware estimate: fold k is predicted by the candidate chosen on the other
-        # folds only, so choosing the model never looks at the fold it is scored on
-        # (with decision="area" every fold's labels are prior-corrected like the logged model's)
-        shift = probe.priors[folds_bal] if cfg.decision == "area" else balanced_shift
-        _, choices = selection_aware_proba(
-            scored, scored_y, scored_folds, cfg.models, cfg.min_gain, classes
-        )
-        final_proba = np.zeros((len(y_bal), len(classes)))
-        probe_proba = np.zeros((len(probe.y), len(classes)))
-        for k, choice in enumerate(choices):
-            final_proba[folds_bal == k] = oof[choice][bal][folds_bal == k]
-            probe_proba[probe.fold == k] = oof_probe[choice][probe.fold == k]
-        final_pred = decide(final_proba, classes, shift)
-        rf_pred = decide(oof["rf"][bal], classes, shift)
+        final_pred = decide(sel.final_proba, classes, sel.shift)
+        rf_pred = decide(cv.oof["rf"][bal], classes, sel.shift)
         metrics = classification_metrics(y_bal, final_pred, classes)
         metrics["selection"] = {
-            "rule": f"highest block-CV macro F1 on {scored_on} (the logged model's decision); "
-            f"stacking only if it gains >= {cfg.min_gain}",
-            "choice_per_fold": choices,
+            "rule": f"highest block-CV macro F1 on {sel.scored_on} (the logged model's "
+            f"decision); stacking only if it gains >= {cfg.min_gain}",
+            "choice_per_fold": sel.choices,
             "metrics": "selection-aware: each fold scored with the model chosen without it",
         }
         metrics["area_proportional"] = area_proportional_metrics(
-            probe, probe_proba, classes, cfg.decision, balance
+            probe, sel.probe_proba, classes, cfg.decision, balance
         )
         metrics["baseline"] = {"model": "rf", **classification_metrics(y_bal, rf_pred, classes)}
-        metrics["comparison"] = comparison
-        metrics["selected_model"] = selected
+        metrics["comparison"] = cv.comparison
+        metrics["selected_model"] = sel.selected
         metrics["validation"] = {
             "scheme": "spatial block CV",
             "block_deg": cfg.block_deg,
@@ -223,54 +163,18 @@ class GlobalLandCover:
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, members, oof, probe.prior_shift)
+        model = self._refit(cfg, data, classes, grid, sel.members, cv.oof, probe.prior_shift)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
 
-            mlflow.log_params(
-                {
-                    "protocol": cfg.protocol,
-                    "n_per_class": cfg.n_per_class,
-                    "n_random": cfg.n_random,
-                    "n_folds": cfg.n_folds,
-                    "block_deg": cfg.block_deg,
-                    "models": ",".join(cfg.models),
-                    "selected_model": selected,
-                    "decision": cfg.decision,
-                    "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
-                    "fast": options.fast,
-                    "seed": cfg.seed,
-                    "grid_spec": cfg.grid.key(),
-                    "chip_size": cfg.chip_size,
-                    **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
-                }
-            )
+            mlflow.log_params(_run_params(cfg, options, sel.selected))
             _log_training_pixels(data, folds)
-            example = self._example(grid, data, model)
-            metadata = {
-                "usecase": NAME,
-                "protocol": cfg.protocol,
-                "feature_names": list(grid.feature_names),
-                "classes": list(classes),
-                "class_names": {str(c): IGBP.names()[c] for c in classes},
-                "members": members,
-                "selected_model": selected,
-                "decision": cfg.decision,
-                "needs_chips": model.needs_chips,
-                "chip_size": cfg.chip_size,
-                "grid_spec": cfg.grid.model_dump(mode="json"),
-                "grid": {
-                    "shape": list(GRID_SHAPE),
-                    "res_deg": GRID_RES,
-                    "crs": GRID_CRS,
-                    "bounds": [-180.0, -90.0, 180.0, 90.0],
-                },
-                "input": "landcover-global feature grid (+ Blue Marble chips when needs_chips)",
-                "map_inputs": MAP_INPUTS,
-                "exclude_bboxes": [str(b) for b in options.exclude_bboxes],
-            }
-            model_uri = log_model(model, example, metadata=metadata)
+            model_uri = log_model(
+                model,
+                self._example(grid, data, model),
+                metadata=_model_metadata(cfg, options, grid, model, sel),
+            )
             metrics["model_uri"] = model_uri
             metrics["run_id"] = run.info.run_id
             metrics["runtime_s"] = round(time.perf_counter() - started, 1)
@@ -478,3 +382,56 @@ class GlobalLandCover:
             pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
             rows, cols, y = rows[pick], cols[pick], y[pick]
         return rows, cols, y, source, population
+
+
+def _run_params(cfg: TrainConfig, options: TrainOptions, selected: str) -> dict[str, Any]:
+    """The MLflow run parameters of a training run."""
+    return {
+        "protocol": cfg.protocol,
+        "n_per_class": cfg.n_per_class,
+        "n_random": cfg.n_random,
+        "n_folds": cfg.n_folds,
+        "block_deg": cfg.block_deg,
+        "models": ",".join(cfg.models),
+        "selected_model": selected,
+        "decision": cfg.decision,
+        "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
+        "fast": options.fast,
+        "seed": cfg.seed,
+        "grid_spec": cfg.grid.key(),
+        "chip_size": cfg.chip_size,
+        **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
+    }
+
+
+def _model_metadata(
+    cfg: TrainConfig,
+    options: TrainOptions,
+    grid: FeatureGrid,
+    model: GlobalLandCoverModel,
+    sel: Selection,
+) -> dict[str, Any]:
+    """What ``evaluate`` and ``predict-raster`` read back from the logged model."""
+    classes = PROTOCOLS[cfg.protocol]
+    return {
+        "usecase": NAME,
+        "protocol": cfg.protocol,
+        "feature_names": list(grid.feature_names),
+        "classes": list(classes),
+        "class_names": {str(c): IGBP.names()[c] for c in classes},
+        "members": sel.members,
+        "selected_model": sel.selected,
+        "decision": cfg.decision,
+        "needs_chips": model.needs_chips,
+        "chip_size": cfg.chip_size,
+        "grid_spec": cfg.grid.model_dump(mode="json"),
+        "grid": {
+            "shape": list(GRID_SHAPE),
+            "res_deg": GRID_RES,
+            "crs": GRID_CRS,
+            "bounds": [-180.0, -90.0, 180.0, 90.0],
+        },
+        "input": "landcover-global feature grid (+ Blue Marble chips when needs_chips)",
+        "map_inputs": MAP_INPUTS,
+        "exclude_bboxes": [str(b) for b in options.exclude_bboxes],
+    }
