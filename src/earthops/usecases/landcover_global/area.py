@@ -187,3 +187,27 @@ def area_proportional_metrics(
             )
         ),
     }
+
+
+def on_land_metrics(
+    y: np.ndarray,
+    pred: np.ndarray,
+    on_land: np.ndarray,
+    classes: Sequence[int],
+    baseline: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The headline's figures on its class-balanced rows that lie on land (some Köppen-Geiger
+    land): without the open-ocean water samples, which any model gets right."""
+    out: dict[str, Any] = {
+        "rows": "class-balanced rows on Köppen-Geiger land (open-ocean water left out)",
+        "n_samples": int(on_land.sum()),
+        "n_open_water": int((~on_land).sum()),
+    }
+    if not on_land.any():
+        return out
+    out.update(headline_figures(classification_metrics(y[on_land], pred[on_land], classes)))
+    if baseline is not None:
+        out["baseline"] = headline_figures(
+            classification_metrics(y[on_land], baseline[on_land], classes)
+        )
+    return out

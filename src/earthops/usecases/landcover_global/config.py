@@ -78,6 +78,9 @@ class TrainConfig:
     min_gain: float = 0.003
     probe_pixels: int = 40_000
     decision: str = "balanced"
+    #: draw the class-balanced sample from land pixels only (some Köppen-Geiger land): water
+    #: is then lakes, rivers and coasts instead of mostly open ocean
+    land_only: bool = False
     seed: int = 42
     rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
@@ -126,6 +129,8 @@ class TrainConfig:
             raise EarthOpsError(
                 f"params.decision {params['decision']!r}: expected one of {', '.join(DECISIONS)}"
             )
+        if not isinstance(params.get("land_only", False), bool):
+            raise EarthOpsError(f"params.land_only {params['land_only']!r}: expected true or false")
         cfg = replace(cfg, **params)
         if "n_random" not in params and cfg.decision == "area":
             cfg = replace(cfg, n_random=AREA_EXTRAS // 10 if options.fast else AREA_EXTRAS)

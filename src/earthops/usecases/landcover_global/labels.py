@@ -69,11 +69,13 @@ def sample_pixels(
     seed: int = 42,
     exclude: Sequence[BBox] = (),
     include: Sequence[BBox] = (),
+    within: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced stratified sample: up to ``n_per_class`` random pixels of each class.
 
     Pixels whose centre lies in an ``exclude`` box are never drawn; with ``include`` only
-    pixels inside those boxes are. Returns ``(rows, cols)`` sorted by class then draw order.
+    pixels inside those boxes are, and with ``within`` (a mask of the labels' shape) only
+    pixels where it holds. Returns ``(rows, cols)`` sorted by class then draw order.
     """
     rng = np.random.default_rng(seed)
     width = labels.shape[1]
@@ -84,6 +86,8 @@ def sample_pixels(
         if exclude:
             allowed &= ~_box_mask(labels.shape, exclude)
         allowed = allowed.ravel()
+    if within is not None:
+        allowed = within.ravel() if allowed is None else allowed & within.ravel()
     rows_out, cols_out = [], []
     for cls in classes:
         hit = flat == cls

@@ -41,6 +41,7 @@ from earthops.usecases.landcover_global.area import (
     fold_balance_shifts,
     land_mask,
     map_population,
+    on_land_metrics,
     probe_sample,
 )
 from earthops.usecases.landcover_global.candidates import (
@@ -113,7 +114,10 @@ class GlobalLandCover:
         classes = PROTOCOLS[cfg.protocol]
         labels = read_labels(options.dataset)
         grid = load_feature_grid(cfg.grid)
-        data = self._sample(labels, grid, cfg, options.exclude_bboxes, classes)
+        land = land_mask(grid)
+        data = self._sample(
+            labels, grid, cfg, options.exclude_bboxes, classes, land if cfg.land_only else None
+        )
         blocks = block_ids(data.rows, data.cols, cfg.block_deg)
         n_blocks = int(np.unique(blocks).size)
         folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
@@ -145,6 +149,9 @@ class GlobalLandCover:
             probe, sel.probe_proba, classes, cfg.decision, balance
         )
         metrics["baseline"] = {"model": "rf", **classification_metrics(y_bal, rf_pred, classes)}
+        metrics["on_land"] = on_land_metrics(
+            y_bal, final_pred, land[data.rows[bal], data.cols[bal]], classes, rf_pred
+        )
         metrics["comparison"] = cv.comparison
         metrics["selected_model"] = sel.selected
         metrics["validation"] = {
@@ -152,6 +159,7 @@ class GlobalLandCover:
             "block_deg": cfg.block_deg,
             "n_folds": cfg.n_folds,
             "sampling": f"class-balanced, up to {cfg.n_per_class} px per class"
+            + (" on land (Köppen-Geiger)" if cfg.land_only else "")
             + (
                 f", plus {len(data.y) - len(y_bal)} area-proportional land pixels in training "
                 "(the headline is scored on the class-balanced rows)"
@@ -189,10 +197,17 @@ class GlobalLandCover:
         cfg: TrainConfig,
         exclude: Sequence[BBox],
         classes: Sequence[int],
+        within: np.ndarray | None = None,
     ) -> _Sample:
         include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
         rows, cols = sample_pixels(
-            labels, classes, cfg.n_per_class, seed=cfg.seed, exclude=exclude, include=include
+            labels,
+            classes,
+            cfg.n_per_class,
+            seed=cfg.seed,
+            exclude=exclude,
+            include=include,
+            within=within,
         )
         y = labels[rows, cols].astype(np.int64)
         present = np.unique(y)
@@ -271,8 +286,13 @@ class GlobalLandCover:
             options = replace(options, bboxes=held_out)
         grid = load_feature_grid(spec)
         area = meta.get("decision") == "area"
+        land_only = bool(meta.get("land_only", False))
         rows, cols, y, source, population = self._eval_pixels(
-            options, classes, region, land=land_mask(grid) if area else None
+            options,
+            classes,
+            region,
+            land=land_mask(grid) if area or land_only else None,
+            area=area,
         )
         honesty = holdout_fields(  # training pixels were drawn outside every excluded box
             "training_area_share",
@@ -330,16 +350,18 @@ class GlobalLandCover:
         region: BBox | None = None,
         *,
         land: np.ndarray | None = None,
+        area: bool = False,
         max_pixels: int = 50_000,
         seed: int = 7,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
         """Labelled pixels to score — from a CSV/GeoTIFF dataset or the catalog MCD12C1 — and
         a description of their population.
 
-        With no dataset and no boxes the catalog is sampled globally: class-balanced, or with
-        ``land`` (a CMG land mask; given for ``decision="area"`` models) a simple random sample
-        of its land pixels, the map's own class mix. ``region`` (the model's feature-grid
-        region, when it has one) limits them further.
+        ``land`` (a CMG land mask, given for ``decision="area"`` and ``land_only`` models)
+        keeps raster labels to land pixels. With no dataset and no boxes the catalog is sampled
+        globally: class-balanced, or with ``area`` a simple random sample of the land pixels,
+        the map's own class mix. ``region`` (the model's feature-grid region, when it has one)
+        limits them further.
         """
         dataset = options.dataset
         if dataset is not None and Path(dataset).suffix.lower() == ".csv":
@@ -353,10 +375,14 @@ class GlobalLandCover:
             labels = read_labels(dataset)
             source = str(dataset) if dataset is not None else "mcd12c1-2019"
             include = [region] if region is not None else []
+            on_land = "" if land is None else " on land"
             if options.bboxes:
                 rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
-                population = "every labelled pixel in the boxes"
-            elif land is not None:  # global, a seed different from training
+                if land is not None:
+                    keep = land[rows, cols]
+                    rows, cols = rows[keep], cols[keep]
+                population = f"every labelled pixel{on_land} in the boxes"
+            elif area and land is not None:  # global, a seed different from training
                 mask = land & np.isin(labels, classes)
                 if include:
                     mask &= _box_mask(labels.shape, include)
@@ -367,9 +393,14 @@ class GlobalLandCover:
                 )
             else:
                 rows, cols = sample_pixels(
-                    labels, classes, max_pixels // len(classes), seed=seed, include=include
+                    labels,
+                    classes,
+                    max_pixels // len(classes),
+                    seed=seed,
+                    include=include,
+                    within=land,
                 )
-                population = "class-balanced: up to the same number of pixels per class"
+                population = f"class-balanced{on_land}: up to the same number of pixels per class"
             y = labels[rows, cols].astype(np.int64)
         if region is not None:
             keep = in_bboxes(rows, cols, [region])
@@ -395,6 +426,7 @@ def _run_params(cfg: TrainConfig, options: TrainOptions, selected: str) -> dict[
         "models": ",".join(cfg.models),
         "selected_model": selected,
         "decision": cfg.decision,
+        "land_only": cfg.land_only,
         "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
         "fast": options.fast,
         "seed": cfg.seed,
@@ -422,6 +454,7 @@ def _model_metadata(
         "members": sel.members,
         "selected_model": sel.selected,
         "decision": cfg.decision,
+        "land_only": cfg.land_only,
         "needs_chips": model.needs_chips,
         "chip_size": cfg.chip_size,
         "grid_spec": cfg.grid.model_dump(mode="json"),
