@@ -11,10 +11,10 @@
   ``decision='area'``, none otherwise); the headline is still scored on the class-balanced
   rows only, and the balanced decision then shifts probabilities back to a uniform class
   prior (× uniform share / training share), so extras teach the common classes without
-  tilting it. MCD12C1 water is 98 % open ocean, so the class-balanced water samples are
-  almost all open sea, which every model gets right: ``on_land`` re-scores the headline on
-  the rows on land (some Köppen-Geiger land) only, and ``land_only`` draws the whole sample
-  from land (water is then lakes, rivers and coasts).
+  tilting it. The sample is drawn from land pixels (some Köppen-Geiger land; ``land_only``,
+  default): MCD12C1 water is 98 % open ocean, which every model gets right, so without it
+  the water rows would be almost all open sea and inflate the headline. ``on_land``
+  re-scores the headline on its rows on land (the same as the headline with ``land_only``).
 * **Validation**: spatial block CV — 10°×10° blocks, ``n_folds`` folds (5; 3 when fast),
   blocks assigned whole to folds (stratified by class, :class:`StratifiedGroupKFold`). Every
   model gets the same folds; metrics are computed on the pooled out-of-fold predictions of

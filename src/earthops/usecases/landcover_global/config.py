@@ -79,8 +79,9 @@ class TrainConfig:
     probe_pixels: int = 40_000
     decision: str = "balanced"
     #: draw the class-balanced sample from land pixels only (some Köppen-Geiger land): water
-    #: is then lakes, rivers and coasts instead of mostly open ocean
-    land_only: bool = False
+    #: is then lakes, rivers and coasts. ``False``: water comes 97 % from the open ocean,
+    #: which every model gets right (it inflated the igbp7 headline by 2.4 points)
+    land_only: bool = True
     seed: int = 42
     rf_params: dict[str, Any] = field(default_factory=lambda: dict(_RF))
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(_LGBM))
