@@ -154,6 +154,20 @@ def test_land_only_default_samples_every_class_on_land(trained: dict[str, Any]) 
         trained["overall_accuracy"], abs=1e-4
     )
     assert "on land" in trained["validation"]["sampling"]
+
+    # the open sea, never sampled, is water by the land mask; land pixels are the members'
+    model = load_model(trained["model_uri"])
+    assert model.sea_class == 0
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    rows, cols = sample_pixels(read_labels(), [0], 500, seed=5, include=[BBox(*REGION)])
+    sea = ~land[rows, cols]
+    assert sea.any() and (~sea).any()
+    features = grid.values(rows, cols)
+    labels, proba = model.predict_arrays(features), model.proba_arrays(features)
+    assert (labels[sea] == 0).all() and (proba[sea, 0] == 1.0).all()
+    model.sea_class = None  # the members alone: the same on land
+    np.testing.assert_array_equal(model.predict_arrays(features)[~sea], labels[~sea])
+    np.testing.assert_allclose(model.proba_arrays(features)[~sea], proba[~sea])
     with pytest.raises(EarthOpsError, match="params.land_only 'yes'"):
         TrainConfig.from_options(TrainOptions(params={"land_only": "yes"}))
 

@@ -32,6 +32,9 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
 
     Input: a table with the grid features (``feature_names``) and, when a ViT member is
     present, the flattened Blue Marble chip (``chip_0000``…, uint8 values). Output: IGBP values.
+    A model trained on land pixels only has a ``sea_class`` (water): pixels with no
+    Köppen-Geiger land (``koppen`` feature not > 0) get it from this land mask, as land-cover
+    products mask the sea, instead of from members that never saw the open sea.
     """
 
     #: pickles (logged models) name the package, so the module layout can change under them
@@ -47,6 +50,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         decision: str = "balanced",
         prior_shift: Sequence[float] | None = None,
         balance_shift: Sequence[float] | None = None,
+        sea_class: int | None = None,
     ) -> None:
         self.members = members
         self.stacker = stacker
@@ -56,6 +60,16 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         self.decision = decision
         self.prior_shift = prior_shift
         self.balance_shift = balance_shift
+        self.sea_class = sea_class
+
+    def _sea(self, features: np.ndarray) -> np.ndarray | None:
+        """Rows off land (no Köppen-Geiger land), or ``None`` when the model has no sea class
+        (models logged before the option lack the attribute)."""
+        sea_class = getattr(self, "sea_class", None)
+        if sea_class is None or "koppen" not in self.feature_names:
+            return None
+        koppen = np.asarray(features)[:, list(self.feature_names).index("koppen")]
+        return ~(koppen > 0)
 
     @property
     def decision_shift(self) -> np.ndarray | None:
@@ -83,7 +97,19 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         raise NotImplementedError("built by GlobalLandCover.train")
 
     def proba_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities ``(n, classes)`` from a feature matrix and optional chips."""
+        """Class probabilities ``(n, classes)`` from a feature matrix and optional chips
+        (the sea class with certainty off land, for a model with one)."""
+        sea = self._sea(features)
+        if sea is None or not sea.any():
+            return self._land_proba(features, chips)
+        proba = np.zeros((len(sea), len(self.classes)))
+        proba[sea, list(self.classes).index(self.sea_class)] = 1.0
+        if not sea.all():
+            land = ~sea
+            proba[land] = self._land_proba(features[land], None if chips is None else chips[land])
+        return proba
+
+    def _land_proba(self, features: np.ndarray, chips: np.ndarray | None) -> np.ndarray:
         probas = []
         for kind, est in (self.members or {}).items():
             if kind == "vit":
@@ -112,6 +138,16 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         through its own ``predict`` (``predict_weighted`` with a decision shift), which may
         stop scoring a row early.
         """
+        sea = self._sea(features)
+        if sea is None or not sea.any():
+            return self._land_labels(features, chips)
+        labels = np.full(len(sea), int(self.sea_class), dtype=np.int64)
+        if not sea.all():
+            land = ~sea
+            labels[land] = self._land_labels(features[land], None if chips is None else chips[land])
+        return labels
+
+    def _land_labels(self, features: np.ndarray, chips: np.ndarray | None) -> np.ndarray:
         members = self.members or {}
         if len(members) == 1 and self.stacker is None:
             kind, est = next(iter(members.items()))
@@ -123,7 +159,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
                 if hasattr(est, "predict_weighted"):
                     weight = shift[[list(self.classes).index(c) for c in order]]
                     return np.asarray(est.predict_weighted(features, weight))
-        return self.classes_[np.argmax(self.proba_arrays(features, chips), axis=1)]
+        return self.classes_[np.argmax(self._land_proba(features, chips), axis=1)]
 
     def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """The feature matrix and (when a ViT member needs them) the chips of a table."""

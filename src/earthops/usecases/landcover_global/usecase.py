@@ -245,6 +245,7 @@ class GlobalLandCover:
             decision=cfg.decision,
             prior_shift=prior_shift.tolist(),
             balance_shift=balance_shift(data.y, classes).tolist() if data.has_extras else None,
+            sea_class=0 if cfg.land_only and 0 in classes else None,
         )
 
     @staticmethod
