@@ -211,7 +211,7 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
     y, folds = pixels["label"].to_numpy(), pixels["fold"].to_numpy()
     data = _Sample(rows, cols, y, grid.values(rows, cols))
     cfg = TrainConfig.from_options(TrainOptions(protocol="igbp7", fast=True, params=dict(PARAMS)))
-    population = map_population(labels, grid, data, folds, cfg, [EXCLUDED])
+    population = map_population(labels, land_mask(grid), data, folds, cfg, [EXCLUDED])
     probe = probe_sample(population, labels, grid, data, folds, cfg)
     assert land_mask(grid)[probe.rows, probe.cols].all()
     assert not in_bboxes(probe.rows, probe.cols, [EXCLUDED]).any()

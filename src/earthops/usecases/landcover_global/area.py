@@ -63,16 +63,17 @@ def probe_sample(
 
 def map_population(
     labels: np.ndarray,
-    grid: FeatureGrid,
+    land: np.ndarray,
     data: _Sample,
     folds: np.ndarray,
     cfg: TrainConfig,
     exclude: Sequence[BBox] = (),
 ) -> Population:
-    """``(rows, cols, fold)`` of the map population: every land pixel (some Köppen-Geiger
-    land) of the protocol's classes outside ``exclude``, in a block that has a fold."""
+    """``(rows, cols, fold)`` of the map population: every land pixel (``land``, the
+    :func:`land_mask`) of the protocol's classes outside ``exclude``, in a block that has a
+    fold."""
     sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
-    population = land_mask(grid) & np.isin(labels, PROTOCOLS[cfg.protocol])
+    population = land & np.isin(labels, PROTOCOLS[cfg.protocol])
     if exclude:
         population &= ~_box_mask(labels.shape, exclude)
     rows, cols = np.nonzero(population)

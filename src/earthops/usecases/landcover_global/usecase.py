@@ -121,7 +121,7 @@ class GlobalLandCover:
         blocks = block_ids(data.rows, data.cols, cfg.block_deg)
         n_blocks = int(np.unique(blocks).size)
         folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
-        population = map_population(labels, grid, data, folds, cfg, options.exclude_bboxes)
+        population = map_population(labels, land, data, folds, cfg, options.exclude_bboxes)
         if cfg.n_random:
             data, folds = add_area_extras(population, labels, grid, data, folds, cfg)
         log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
