@@ -52,9 +52,9 @@ the catalog MCD12C1 when no dataset is given) to the union of the boxes. With ne
 excluded boxes (the catalog labels are its training labels); any other is scored on a global
 sample of the catalog labels: class-balanced, or for a ``decision="area"`` model a simple
 random sample of the land pixels (the map's own class mix). ``population`` in the metrics
-names what was scored. The metrics say how honest the score is: ``training_area_share`` is the share of scored pixels outside every excluded box —
-where training pixels were drawn, so neighbours of them — and ``holdout`` is true when it is 0
-(a warning is logged otherwise).
+names what was scored. The metrics say how honest the score is: ``training_area_share`` is
+the share of scored pixels outside every excluded box — where training pixels were drawn, so
+neighbours of them — and ``holdout`` is true when it is 0 (a warning is logged otherwise).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,31 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         self.balance_shift = balance_shift
         self.sea_class = sea_class
 
+    def _with_sea(
+        self,
+        features: np.ndarray,
+        chips: np.ndarray | None,
+        on_land: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+        *,
+        proba: bool,
+    ) -> np.ndarray:
+        """``on_land`` of the rows on land; the sea class (its label, or with ``proba`` a
+        certain probability row) on the others, for a model with a sea class."""
+        sea = self._sea(features)
+        if sea is None or not sea.any():
+            return on_land(features, chips)
+        at_sea = (
+            np.eye(len(self.classes))[list(self.classes).index(self.sea_class)]
+            if proba
+            else np.int64(self.sea_class)
+        )
+        out = np.empty((len(sea), *np.shape(at_sea)), dtype=np.asarray(at_sea).dtype)
+        out[sea] = at_sea
+        if not sea.all():
+            land = ~sea
+            out[land] = on_land(features[land], None if chips is None else chips[land])
+        return out
+
     def _sea(self, features: np.ndarray) -> np.ndarray | None:
         """Rows off land (no Köppen-Geiger land), or ``None`` when the model has no sea class
         (models logged before the option lack the attribute)."""
@@ -99,15 +124,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
     def proba_arrays(self, features: np.ndarray, chips: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities ``(n, classes)`` from a feature matrix and optional chips
         (the sea class with certainty off land, for a model with one)."""
-        sea = self._sea(features)
-        if sea is None or not sea.any():
-            return self._land_proba(features, chips)
-        proba = np.zeros((len(sea), len(self.classes)))
-        proba[sea, list(self.classes).index(self.sea_class)] = 1.0
-        if not sea.all():
-            land = ~sea
-            proba[land] = self._land_proba(features[land], None if chips is None else chips[land])
-        return proba
+        return self._with_sea(features, chips, self._land_proba, proba=True)
 
     def _land_proba(self, features: np.ndarray, chips: np.ndarray | None) -> np.ndarray:
         probas = []
@@ -138,14 +155,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         through its own ``predict`` (``predict_weighted`` with a decision shift), which may
         stop scoring a row early.
         """
-        sea = self._sea(features)
-        if sea is None or not sea.any():
-            return self._land_labels(features, chips)
-        labels = np.full(len(sea), int(self.sea_class), dtype=np.int64)
-        if not sea.all():
-            land = ~sea
-            labels[land] = self._land_labels(features[land], None if chips is None else chips[land])
-        return labels
+        return self._with_sea(features, chips, self._land_labels, proba=False)
 
     def _land_labels(self, features: np.ndarray, chips: np.ndarray | None) -> np.ndarray:
         members = self.members or {}
