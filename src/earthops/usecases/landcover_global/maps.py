@@ -103,7 +103,7 @@ def predict_global_map(
     if meta.get("usecase") != NAME:
         raise EarthOpsError(f"model '{model_uri}' is not a {NAME} model")
     model = load_model(model_uri)
-    spec = GridSpec.model_validate(meta["grid_spec"])
+    spec = GridSpec.from_metadata(meta["grid_spec"])
     if list(meta.get("feature_names", [])) != spec.feature_names():
         raise SignatureError(f"model '{model_uri}': feature names do not match its grid spec")
     grid = load_feature_grid(spec, sources=sources)

@@ -278,7 +278,7 @@ class GlobalLandCover:
                 f" the model was not trained on (model protocol "
                 f"{meta.get('protocol')})"
             )
-        spec = GridSpec.model_validate(meta["grid_spec"])
+        spec = GridSpec.from_metadata(meta["grid_spec"])
         region = BBox(*spec.region) if spec.region is not None else None
         held_out = [BBox.parse(b) for b in meta.get("exclude_bboxes", [])]
         if options.dataset is None and not options.bboxes and held_out:
