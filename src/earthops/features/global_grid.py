@@ -490,19 +490,21 @@ def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -
         r0, r1, c0, c1 = window
         with _LayerFile(tmp / "features.npy", (len(names), r1 - r0, c1 - c0)) as out:
             counts = aggregate_koppen(settings, window=window, path=sources.get("koppen-geiger"))
-            mode, water, fractions = koppen_layers(counts)
-            del counts
             k = len(names) - 1 - len(KOPPEN_GROUPS)
-            out.write_layer(k, mode)
+            out.write_layer(k, koppen_mode(counts))
+            fractions = counts[1:] / np.float32(KOPPEN_FACTOR**2)
             for g in range(len(KOPPEN_GROUPS)):
                 out.write_layer(k + 1 + g, fractions[g])
+            water = counts[0] / np.float32(KOPPEN_FACTOR**2)
+            del counts
             if spec.koppen_windows:
-                n_context = len(spec.koppen_spec().feature_names(KOPPEN_BANDS))
                 context = compute_stack(
                     grid_raster(fractions, KOPPEN_BANDS, window), spec.koppen_spec()
                 )
+                n_context = context.sizes["band"]
                 _store(context.data, out, k - n_context, "feature stack (Köppen-Geiger)")
-            del mode, fractions
+                del context  # (its graph holds the fractions)
+            del fractions
             bmng = read_bmng_rgb(settings, sources.get("bmng-2004"))
             rgb = resample_to_grid(bmng)[:, r0:r1, c0:c1]
             del bmng
