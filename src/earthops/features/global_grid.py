@@ -21,6 +21,7 @@ resolution) centred on grid pixels for the ViT.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -505,6 +506,7 @@ def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -
                 _store(context.data, out, k - n_context, "feature stack (Köppen-Geiger)")
                 del context  # (its graph holds the fractions)
             del fractions
+            gc.collect()  # (xarray/dask reference cycles would keep it to the end)
             bmng = read_bmng_rgb(settings, sources.get("bmng-2004"))
             rgb = resample_to_grid(bmng)[:, r0:r1, c0:c1]
             del bmng
