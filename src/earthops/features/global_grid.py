@@ -154,22 +154,19 @@ class GridSpec(BaseModel):
 
     def water_spec(self) -> FeatureSpec:
         """Feature-stack spec of the neighbourhood ocean fraction."""
-        return FeatureSpec(
-            include_bands=False,
-            stats=["mean"],
-            windows=list(self.water_windows),
-            stats_bands=["water"],
-            mask_nodata=False,
-            chunk=self.chunk,
-        )
+        return self._mean_spec(self.water_windows, ["water"])
 
     def koppen_spec(self) -> FeatureSpec:
         """Feature-stack spec of the neighbourhood Köppen-Geiger group fractions."""
+        return self._mean_spec(self.koppen_windows, KOPPEN_BANDS)
+
+    def _mean_spec(self, windows: Sequence[int], bands: Sequence[str]) -> FeatureSpec:
+        """Moving-window means of ``bands`` at ``windows`` (nothing else of them stored)."""
         return FeatureSpec(
             include_bands=False,
             stats=["mean"],
-            windows=list(self.koppen_windows),
-            stats_bands=list(KOPPEN_BANDS),
+            windows=list(windows),
+            stats_bands=list(bands),
             mask_nodata=False,
             chunk=self.chunk,
         )
@@ -315,9 +312,10 @@ def koppen_mode(counts: np.ndarray) -> np.ndarray:
 
 
 def koppen_layers(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mode of land groups 0..5 with 0 = no land, ocean fraction, group fractions (5, H, W))."""
-    fractions = counts.astype(np.float32) / float(KOPPEN_FACTOR**2)
-    return koppen_mode(counts), fractions[0], fractions[1:]
+    """(mode of land groups 0..5 with 0 = no land, ocean fraction, group fractions (5, H, W)),
+    float32 fractions computed straight from the uint8 counts (no six-layer temporary)."""
+    cells = np.float32(KOPPEN_FACTOR**2)
+    return koppen_mode(counts), counts[0] / cells, counts[1:] / cells
 
 
 def input_digests(
@@ -491,13 +489,12 @@ def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -
         r0, r1, c0, c1 = window
         with _LayerFile(tmp / "features.npy", (len(names), r1 - r0, c1 - c0)) as out:
             counts = aggregate_koppen(settings, window=window, path=sources.get("koppen-geiger"))
+            mode, water, fractions = koppen_layers(counts)
+            del counts
             k = len(names) - 1 - len(KOPPEN_GROUPS)
-            out.write_layer(k, koppen_mode(counts))
-            fractions = counts[1:] / np.float32(KOPPEN_FACTOR**2)
+            out.write_layer(k, mode)
             for g in range(len(KOPPEN_GROUPS)):
                 out.write_layer(k + 1 + g, fractions[g])
-            water = counts[0] / np.float32(KOPPEN_FACTOR**2)
-            del counts
             if spec.koppen_windows:
                 context = compute_stack(
                     grid_raster(fractions, KOPPEN_BANDS, window), spec.koppen_spec()
@@ -505,7 +502,7 @@ def _build(spec: GridSpec, settings: Settings, target: Path, sources: Sources) -
                 n_context = context.sizes["band"]
                 _store(context.data, out, k - n_context, "feature stack (Köppen-Geiger)")
                 del context  # (its graph holds the fractions)
-            del fractions
+            del mode, fractions
             gc.collect()  # (xarray/dask reference cycles would keep it to the end)
             bmng = read_bmng_rgb(settings, sources.get("bmng-2004"))
             rgb = resample_to_grid(bmng)[:, r0:r1, c0:c1]

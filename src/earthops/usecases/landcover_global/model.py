@@ -75,15 +75,13 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         sea = self._sea(features)
         if sea is None or not sea.any():
             return on_land(features, chips)
-        at_sea = (
-            np.eye(len(self.classes))[list(self.classes).index(self.sea_class)]
-            if proba
-            else np.int64(self.sea_class)
-        )
-        out = np.empty((len(sea), *np.shape(at_sea)), dtype=np.asarray(at_sea).dtype)
-        out[sea] = at_sea
-        if not sea.all():
-            land = ~sea
+        if proba:
+            out = np.zeros((len(sea), len(self.classes)))
+            out[sea, list(self.classes).index(self.sea_class)] = 1.0
+        else:
+            out = np.full(len(sea), self.sea_class, dtype=np.int64)
+        land = ~sea
+        if land.any():
             out[land] = on_land(features[land], None if chips is None else chips[land])
         return out
 
