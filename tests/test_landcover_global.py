@@ -28,11 +28,15 @@ from earthops.settings import get_settings
 from earthops.usecases import get_usecase
 from earthops.usecases.base import CLASSIFICATION_KEYS, BBox, EvalOptions, TrainOptions
 from earthops.usecases.landcover_global import (
+    OUTSIDE,
+    OUTSIDE_PIXELS,
     TRAINING_PIXELS,
     TrainConfig,
     block_folds,
     block_ids,
     in_bboxes,
+    land_mask,
+    outside_classes,
     read_labels,
     sample_pixels,
 )
@@ -75,12 +79,10 @@ def trained(module_home: Path, mirror: Path) -> dict[str, Any]:
     return metrics
 
 
-def _training_pixels(metrics: dict[str, Any]) -> pd.DataFrame:
+def _training_pixels(metrics: dict[str, Any], artifact: str = TRAINING_PIXELS) -> pd.DataFrame:
     import mlflow
 
-    path = mlflow.artifacts.download_artifacts(
-        run_id=metrics["run_id"], artifact_path=TRAINING_PIXELS
-    )
+    path = mlflow.artifacts.download_artifacts(run_id=metrics["run_id"], artifact_path=artifact)
     return pd.read_csv(path)
 
 
@@ -144,8 +146,6 @@ def test_excluded_box_never_in_training(trained: dict[str, Any]) -> None:
 
 def test_land_only_default_samples_every_class_on_land(trained: dict[str, Any]) -> None:
     """By default the class-balanced sample is drawn from land: water is lakes and coasts."""
-    from earthops.usecases.landcover_global import land_mask
-
     pixels = _training_pixels(trained)
     land = land_mask(load_feature_grid(GridSpec.model_validate(GRID)))
     assert land[pixels["row"].to_numpy(), pixels["col"].to_numpy()].all()
@@ -323,12 +323,18 @@ def test_map_is_a_valid_cog_with_palette(trained: dict[str, Any], tmp_path: Path
         left, bottom, right, top = ds.bounds
         assert (left, bottom, right, top) == pytest.approx(REGION, abs=0.2)
         cmap = ds.colormap(1)
-        values = np.unique(ds.read(1))
-    assert set(values.tolist()) - {255} <= set(range(7))
-    assert len(set(values.tolist()) - {255}) >= 4  # a real map, not one class
+        mapped = ds.read(1)
+    values = np.unique(mapped)
+    assert set(values.tolist()) - {255} <= {*range(7), OUTSIDE}
+    assert len(set(values.tolist()) - {255, OUTSIDE}) >= 4  # a real map, not one class
     names = read_class_names(out)
     assert names[0] == "water" and names[2] == "evergreen broadleaf forest"
-    assert cmap[2][:3] != cmap[0][:3]
+    assert names[OUTSIDE] == "other land (none of the igbp7 classes)"
+    assert cmap[2][:3] != cmap[0][:3] and cmap[OUTSIDE][:3] == (190, 190, 190)
+    with rasterio.open(out) as ds:  # the Sahara (barren, open shrubland) is none of igbp7's
+        r0, c0 = ds.index(-5.0, 28.0)
+        r1, c1 = ds.index(25.0, 15.0)
+    assert np.mean(mapped[r0:r1, c0:c1] == OUTSIDE) > 0.9
 
     prob = usecase.predict_raster(
         trained["model_uri"], [], tmp_path / "igbp_p.tif", with_probability=True
@@ -336,8 +342,67 @@ def test_map_is_a_valid_cog_with_palette(trained: dict[str, Any], tmp_path: Path
     assert validate_cog(prob).is_valid
     with rasterio.open(prob) as ds:
         assert ds.count == 2 and ds.descriptions == ("igbp", "max_probability_pct")
-        p = ds.read(2)
+        classes, p = ds.read(1), ds.read(2)
     assert 0 < p.max() <= 100
+    assert (p[classes == OUTSIDE] >= 50).all()  # the gate's own P(outside) there
+    np.testing.assert_array_equal(classes, mapped)  # both decision paths agree
+
+
+def test_outside_gate_is_block_validated_on_the_other_classes(trained: dict[str, Any]) -> None:
+    gate = trained["outside_gate"]
+    assert gate["classes"] == list(outside_classes("igbp7")) == list(range(7, 17))
+    assert outside_classes("igbp17") == ()
+    pixels = _training_pixels(trained, OUTSIDE_PIXELS)
+    assert len(pixels) == gate["n_outside"] > 0
+    assert set(pixels["label"]) <= set(range(7, 17)) and pixels["label"].nunique() >= 5
+    lon, lat = pixels["lon"].to_numpy(), pixels["lat"].to_numpy()
+    assert not EXCLUDED.contains(lon, lat).any() and BBox(*REGION).contains(lon, lat).all()
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    assert land_mask(grid)[pixels["row"].to_numpy(), pixels["col"].to_numpy()].all()
+    # one fold per block, shared with the class sample's pixels in that block
+    both = pd.concat([_training_pixels(trained), pixels])
+    blocks = block_ids(both["row"].to_numpy(), both["col"].to_numpy())
+    assert (pd.Series(both["fold"].to_numpy()).groupby(blocks).nunique() == 1).all()
+    assert gate["block_cv"]["overall_accuracy"] > 0.7
+
+    # the map figures: forced labels are right on the protocol's land only (the probe)
+    m = gate["map"]
+    share, kept, caught = m["outside_share"], m["inside_kept"], m["outside_caught"]
+    inside, outside = m["population_pixels"]["inside"], m["population_pixels"]["outside"]
+    assert inside == trained["area_proportional"]["population_pixels"]
+    assert share == pytest.approx(outside / (inside + outside), abs=1e-4)
+    probe = trained["area_proportional"]["balanced_decision"]["overall_accuracy"]
+    assert m["without_gate"]["overall_accuracy"] == pytest.approx((1 - share) * probe, abs=1e-3)
+    gated = m["with_gate"]["overall_accuracy"]  # kept-and-correct lies between the bounds
+    assert gated <= (1 - share) * min(kept, probe) + share * caught + 1e-3
+    assert gated >= (1 - share) * max(kept + probe - 1, 0) + share * caught - 1e-3
+    assert gated > m["without_gate"]["overall_accuracy"] + 0.5  # most of the land is outside
+
+
+def test_outside_gate_flags_land_pixels_and_leaves_class_labels_alone(
+    trained: dict[str, Any],
+) -> None:
+    model = load_model(trained["model_uri"])
+    assert model.has_outside_gate
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    labels = read_labels()
+    rows, cols = sample_pixels(labels, range(17), 150, seed=9, include=[BBox(*REGION)])
+    X, y = grid.values(rows, cols), labels[rows, cols]
+    flagged, p_outside = model.outside_arrays(X), model.outside_proba(X)
+    np.testing.assert_array_equal(flagged, p_outside > 0.5)  # labels path == probabilities
+    sea = ~land_mask(grid)[rows, cols]
+    assert sea.any() and not flagged[sea].any() and (p_outside[sea] == 0).all()
+    other = np.isin(y, outside_classes("igbp7")) & ~sea
+    assert flagged[other].mean() > flagged[~other & ~sea].mean() + 0.4
+    labelled = model.predict_arrays(X)
+    assert set(labelled.tolist()) <= set(range(7))  # the class model never says "other"
+    model.outside_gate = None
+    assert not model.has_outside_gate and not model.outside_arrays(X).any()
+    np.testing.assert_array_equal(model.predict_arrays(X), labelled)
+    del model.__dict__["outside_gate"]  # a model logged before the gate
+    assert not model.has_outside_gate and not model.outside_proba(X).any()
+    with pytest.raises(EarthOpsError, match="params.outside_gate 'yes'"):
+        TrainConfig.from_options(TrainOptions(params={"outside_gate": "yes"}))
 
 
 def test_mismatched_map_inputs_raise_signature_error(
@@ -534,6 +599,10 @@ def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
     )
     model = load_model(metrics["model_uri"])
     np.testing.assert_array_equal(model.decision_shift, model.prior_shift)
+    gate_map = metrics["outside_gate"]["map"]  # the gate's figures follow the model's decision
+    assert gate_map["without_gate"]["overall_accuracy"] == pytest.approx(
+        (1 - gate_map["outside_share"]) * area["prior_corrected"]["overall_accuracy"], abs=1e-3
+    )
 
     # a map model is scored, by default, on the map's own class mix: a simple random sample
     # of the land pixels, whose class shares are those of the whole population

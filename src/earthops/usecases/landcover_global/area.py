@@ -176,18 +176,31 @@ def area_proportional_metrics(
     }
     if probe.y.size == 0:
         return head
-    balanced = None if balance is None else balance[probe.fold]
     return {
         **head,
-        "balanced_decision": headline_figures(
-            classification_metrics(probe.y, decide(proba, classes, balanced), classes)
-        ),
-        "prior_corrected": headline_figures(
-            classification_metrics(
-                probe.y, decide(proba, classes, probe.priors[probe.fold]), classes
+        **{
+            key: headline_figures(
+                classification_metrics(
+                    probe.y, probe_decision(probe, proba, classes, rule, balance), classes
+                )
             )
-        ),
+            for key, rule in (("balanced_decision", "balanced"), ("prior_corrected", "area"))
+        },
     }
+
+
+def probe_decision(
+    probe: _Probe,
+    proba: np.ndarray,
+    classes: Sequence[int],
+    decision: str,
+    balance: np.ndarray | None = None,
+) -> np.ndarray:
+    """The probe's labels under ``decision``: ``area`` shifts each pixel's probabilities by
+    its fold's prior correction, ``balanced`` by ``balance[fold]`` (when given)."""
+    if decision == "area":
+        return decide(proba, classes, probe.priors[probe.fold])
+    return decide(proba, classes, None if balance is None else balance[probe.fold])
 
 
 def on_land_metrics(

@@ -14,7 +14,7 @@ from earthops.features.global_grid import pixel_lonlat
 from earthops.logs import progress
 from earthops.models.estimators import make_classifier
 from earthops.models.selection import log_probs, make_stacker
-from earthops.usecases.landcover_global.config import TRAINING_PIXELS, TrainConfig
+from earthops.usecases.landcover_global.config import TrainConfig
 from earthops.usecases.landcover_global.model import _align, _vit_input
 from earthops.usecases.landcover_global.samples import _Probe, _Sample
 
@@ -96,15 +96,18 @@ def _stacked_oof(
     return out, out_probe
 
 
-def _log_training_pixels(data: _Sample, folds: np.ndarray) -> None:
-    """The training sample (grid pixel, lon/lat, label, block-CV fold) as a run artifact."""
+def _log_training_pixels(
+    rows: np.ndarray, cols: np.ndarray, y: np.ndarray, folds: np.ndarray, name: str
+) -> None:
+    """Training pixels (grid pixel, lon/lat, label, block-CV fold) as the run artifact
+    ``name`` (a ``.csv.gz``)."""
     import mlflow
 
-    lon, lat = pixel_lonlat(data.rows, data.cols)
+    lon, lat = pixel_lonlat(rows, cols)
     frame = pd.DataFrame(
-        {"row": data.rows, "col": data.cols, "lon": lon, "lat": lat, "label": data.y, "fold": folds}
+        {"row": rows, "col": cols, "lon": lon, "lat": lat, "label": y, "fold": folds}
     )
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / TRAINING_PIXELS
+        path = Path(tmp) / name
         frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path))

@@ -23,6 +23,12 @@ from earthops.features.global_grid import (
 )
 from earthops.logs import get_logger, progress
 from earthops.usecases.landcover_global.config import MAP_INPUTS, NAME, NODATA
+from earthops.usecases.landcover_global.outside import (
+    OUTSIDE,
+    OUTSIDE_COLOUR,
+    THRESHOLD,
+    outside_name,
+)
 
 log = get_logger(__name__)
 
@@ -89,6 +95,9 @@ def predict_global_map(
 ) -> Path:
     """Classify the grid (every ``decimate``-th pixel) into an IGBP COG with palette.
 
+    A model with an outside gate writes the land pixels it calls outside its protocol's
+    classes as :data:`~.outside.OUTSIDE` ("other land", grey) instead of forcing a class.
+
     The map covers the model's feature grid (global, or its region). Features come from the
     cached grid (built on first use; ``sources`` replace catalog inputs), chunk by chunk
     (bounded memory). ``with_probability`` adds a second band: the max class probability
@@ -115,6 +124,7 @@ def predict_global_map(
     rows = np.arange(r0 + decimate // 2, r1, decimate)
     cols = np.arange(c0 + decimate // 2, c1, decimate)
     classes = [int(c) for c in model.classes_]
+    gated = model.has_outside_gate
     n_bands = 2 if with_probability else 1
     out = np.full((n_bands, rows.size, cols.size), NODATA, dtype=np.uint8)
     with progress() as bar:
@@ -133,12 +143,21 @@ def predict_global_map(
             take = slice(None) if n_valid == valid.size else valid  # no copy when all valid
             chips_taken = None if chips is None else chips[take]
             if n_valid and not with_probability:
-                labels[take] = model.predict_arrays(feats[take], chips_taken)
+                labels[take] = _gated(
+                    model.predict_arrays(feats[take], chips_taken),
+                    model.outside_arrays(feats[take]) if gated else None,
+                )
             elif n_valid:
                 proba = model.proba_arrays(feats[take], chips_taken)
                 best = np.argmax(proba, axis=1)
-                labels[take] = model.classes_[best]
-                prob[take] = np.rint(100 * proba[np.arange(best.size), best])
+                top = proba[np.arange(best.size), best]
+                outside = model.outside_proba(feats[take]) if gated else None
+                labels[take] = _gated(
+                    model.classes_[best], None if outside is None else outside > THRESHOLD
+                )
+                if outside is not None:  # "other land" pixels: the gate's own confidence
+                    top = np.where(outside > THRESHOLD, outside, top)
+                prob[take] = np.rint(100 * top)
             out[0, i0 : i0 + r.size] = labels.reshape(r.size, cols.size)
             if with_probability:
                 out[1, i0 : i0 + r.size] = prob.reshape(r.size, cols.size)
@@ -155,6 +174,10 @@ def predict_global_map(
     output = Path(output)
     tags = {"EARTHOPS_MODEL": model_uri, "EARTHOPS_DECIMATE": str(decimate)}
     names = {c: IGBP.names()[c] for c in classes}
+    colormap = {c: IGBP.colormap()[c] for c in classes}
+    if gated:
+        names[OUTSIDE] = outside_name(str(meta.get("protocol", "model")))
+        colormap[OUTSIDE] = OUTSIDE_COLOUR
     if with_probability:  # a palette needs a single band: class names go into the tags
         write_cog(
             da,
@@ -173,11 +196,18 @@ def predict_global_map(
             output,
             nodata=NODATA,
             descriptions=["igbp"],
-            colormap={c: IGBP.colormap()[c] for c in classes},
+            colormap=colormap,
             class_names=names,
             tags=tags,
             blocksize=256,
             show_progress=False,
         )
-    log.info("landcover_global.map", path=str(output), shape=list(out.shape))
+    log.info("landcover_global.map", path=str(output), shape=list(out.shape), outside_gate=gated)
     return output
+
+
+def _gated(labels: np.ndarray, outside: np.ndarray | None) -> np.ndarray:
+    """``labels`` with the pixels the outside gate flags set to :data:`OUTSIDE`."""
+    if outside is None:
+        return labels
+    return np.where(outside, OUTSIDE, labels)

@@ -34,7 +34,9 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
     present, the flattened Blue Marble chip (``chip_0000``…, uint8 values). Output: IGBP values.
     A model trained on land pixels only has a ``sea_class`` (water): pixels with no
     Köppen-Geiger land (``koppen`` feature not > 0) get it from this land mask, as land-cover
-    products mask the sea, instead of from members that never saw the open sea.
+    products mask the sea, instead of from members that never saw the open sea. A model whose
+    protocol lacks some classes may carry an ``outside_gate`` (:mod:`.outside`): a binary
+    classifier that says which land pixels belong to none of its classes, for maps.
     """
 
     #: pickles (logged models) name the package, so the module layout can change under them
@@ -51,6 +53,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         prior_shift: Sequence[float] | None = None,
         balance_shift: Sequence[float] | None = None,
         sea_class: int | None = None,
+        outside_gate: Any = None,
     ) -> None:
         self.members = members
         self.stacker = stacker
@@ -61,6 +64,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         self.prior_shift = prior_shift
         self.balance_shift = balance_shift
         self.sea_class = sea_class
+        self.outside_gate = outside_gate
 
     def _with_sea(
         self,
@@ -168,6 +172,33 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
                     weight = shift[[list(self.classes).index(c) for c in order]]
                     return np.asarray(est.predict_weighted(features, weight))
         return self.classes_[np.argmax(self._land_proba(features, chips), axis=1)]
+
+    @property
+    def has_outside_gate(self) -> bool:
+        return getattr(self, "outside_gate", None) is not None  # older models lack it
+
+    def outside_arrays(self, features: np.ndarray) -> np.ndarray:
+        """Rows the outside gate puts in none of the model's classes: P(outside) > 0.5, on
+        land rows only (all ``False`` without a gate)."""
+        out = np.zeros(len(features), dtype=bool)
+        land = self._gated_rows(features)
+        if land is not None and land.any():
+            out[land] = np.asarray(self.outside_gate.predict(features[land])) == 1
+        return out
+
+    def outside_proba(self, features: np.ndarray) -> np.ndarray:
+        """P(outside the model's classes) per row (0 off land and without a gate)."""
+        out = np.zeros(len(features))
+        land = self._gated_rows(features)
+        if land is not None and land.any():
+            out[land] = self.outside_gate.predict_proba(features[land])[:, 1]
+        return out
+
+    def _gated_rows(self, features: np.ndarray) -> np.ndarray | None:
+        if not self.has_outside_gate:
+            return None
+        sea = self._sea(features)
+        return np.ones(len(features), dtype=bool) if sea is None else ~sea
 
     def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """The feature matrix and (when a ViT member needs them) the chips of a table."""

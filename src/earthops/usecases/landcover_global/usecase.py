@@ -42,6 +42,7 @@ from earthops.usecases.landcover_global.area import (
     land_mask,
     map_population,
     on_land_metrics,
+    probe_decision,
     probe_sample,
 )
 from earthops.usecases.landcover_global.candidates import (
@@ -53,7 +54,9 @@ from earthops.usecases.landcover_global.config import (
     DEFAULT_PROTOCOL,
     MAP_INPUTS,
     NAME,
+    OUTSIDE_PIXELS,
     PROTOCOLS,
+    TRAINING_PIXELS,
     TrainConfig,
     check_protocol,
 )
@@ -76,6 +79,11 @@ from earthops.usecases.landcover_global.maps import (
 )
 from earthops.usecases.landcover_global.metrics import classification_metrics
 from earthops.usecases.landcover_global.model import GlobalLandCoverModel
+from earthops.usecases.landcover_global.outside import (
+    OUTSIDE,
+    fit_outside_gate,
+    outside_classes,
+)
 from earthops.usecases.landcover_global.samples import _Sample
 
 log = get_logger(__name__)
@@ -148,6 +156,23 @@ class GlobalLandCover:
         metrics["area_proportional"] = area_proportional_metrics(
             probe, sel.probe_proba, classes, cfg.decision, balance
         )
+        gate = fitted_gate = None
+        if cfg.outside_gate:
+            correct = probe_decision(probe, sel.probe_proba, classes, cfg.decision, balance)
+            fitted_gate = fit_outside_gate(
+                cfg,
+                data,
+                folds,
+                probe,
+                correct == probe.y,
+                labels=labels,
+                land=land,
+                grid=grid,
+                exclude=options.exclude_bboxes,
+            )
+            if fitted_gate is not None:
+                gate = fitted_gate.gate
+                metrics["outside_gate"] = fitted_gate.metrics
         metrics["baseline"] = {"model": "rf", **classification_metrics(y_bal, rf_pred, classes)}
         metrics["on_land"] = on_land_metrics(
             y_bal, final_pred, land[data.rows[bal], data.cols[bal]], classes, rf_pred
@@ -171,13 +196,15 @@ class GlobalLandCover:
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, sel.members, cv.oof, probe.prior_shift)
+        model = self._refit(cfg, data, classes, grid, sel, cv.oof, probe.prior_shift, gate)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
 
             mlflow.log_params(_run_params(cfg, options, sel.selected))
-            _log_training_pixels(data, folds)
+            _log_training_pixels(data.rows, data.cols, data.y, folds, TRAINING_PIXELS)
+            if fitted_gate is not None:
+                _log_training_pixels(*fitted_gate.outside_pixels, OUTSIDE_PIXELS)
             model_uri = log_model(
                 model,
                 self._example(grid, data, model),
@@ -224,10 +251,12 @@ class GlobalLandCover:
         data: _Sample,
         classes: Sequence[int],
         grid: FeatureGrid,
-        members: list[str],
+        sel: Selection,
         oof: dict[str, np.ndarray],
         prior_shift: np.ndarray,
+        outside_gate: Any = None,
     ) -> GlobalLandCoverModel:
+        members = sel.members
         fitted = {}
         for kind in members:
             with progress() as bar:
@@ -246,6 +275,7 @@ class GlobalLandCover:
             prior_shift=prior_shift.tolist(),
             balance_shift=balance_shift(data.y, classes).tolist() if data.has_extras else None,
             sea_class=0 if cfg.land_only and 0 in classes else None,
+            outside_gate=outside_gate,
         )
 
     @staticmethod
@@ -428,13 +458,19 @@ def _run_params(cfg: TrainConfig, options: TrainOptions, selected: str) -> dict[
         "selected_model": selected,
         "decision": cfg.decision,
         "land_only": cfg.land_only,
+        "outside_gate": cfg.outside_gate,
         "exclude_bboxes": ";".join(str(b) for b in options.exclude_bboxes) or "none",
         "fast": options.fast,
         "seed": cfg.seed,
         "grid_spec": cfg.grid.key(),
         "chip_size": cfg.chip_size,
         **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
+        **{f"gate.{p}": v for p, v in cfg.gate_params.items() if _has_gate(cfg)},
     }
+
+
+def _has_gate(cfg: TrainConfig) -> bool:
+    return cfg.outside_gate and bool(outside_classes(cfg.protocol))
 
 
 def _model_metadata(
@@ -456,6 +492,7 @@ def _model_metadata(
         "selected_model": sel.selected,
         "decision": cfg.decision,
         "land_only": cfg.land_only,
+        "outside_value": OUTSIDE if model.has_outside_gate else None,
         "needs_chips": model.needs_chips,
         "chip_size": cfg.chip_size,
         "grid_spec": cfg.grid.model_dump(mode="json"),

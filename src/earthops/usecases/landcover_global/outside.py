@@ -1,0 +1,236 @@
+"""The outside gate: which land pixels belong to none of the protocol's classes.
+
+An ``igbp7`` model knows 7 of the 17 IGBP classes, yet a global map asks it about every land
+pixel. Most of the land is outside igbp7 (deserts, grasslands, savannas, shrublands,
+croplands, ice, about 85 % of the land pixels in MCD12C1 2019), and a forced igbp7 label there
+is wrong by construction: the Sahara became water or shrubland. The gate is a binary
+LightGBM classifier, "inside the protocol's classes" against "outside", trained on land pixels:
+the class-balanced sample of the protocol, and as many land pixels of the other classes
+(class-balanced among them). Maps write the pixels it calls outside as :data:`OUTSIDE`
+("other land") instead of forcing a class on them. The class model, its headline and
+``evaluate`` are unchanged.
+
+It is block cross-validated on the class model's folds, and :func:`map_accuracy` scores
+what a map user sees on all land of the held-out blocks (a pixel outside the protocol is
+right when the map says "other land"), with and without the gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from earthops.features.global_grid import GRID_SHAPE, FeatureGrid
+from earthops.logs import get_logger
+from earthops.models.estimators import make_classifier
+from earthops.models.metrics import classification_metrics, headline_figures
+from earthops.usecases.base import BBox
+from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
+from earthops.usecases.landcover_global.labels import (
+    _box_mask,
+    block_ids,
+    sample_pixels,
+)
+from earthops.usecases.landcover_global.samples import _Probe, _Sample
+
+log = get_logger(__name__)
+
+#: map value of the land pixels the gate calls outside the protocol's classes
+OUTSIDE = 254
+OUTSIDE_COLOUR = (190, 190, 190)
+#: P(outside) above which a map pixel is "other land" (the gate is trained on equal shares)
+THRESHOLD = 0.5
+ALL_CLASSES = PROTOCOLS["igbp17"]
+_NAMES = {0: "inside", 1: "outside"}
+
+
+def outside_classes(protocol: str) -> tuple[int, ...]:
+    """The IGBP classes a ``protocol`` model never learns (empty for ``igbp17``)."""
+    inside = set(PROTOCOLS[protocol])
+    return tuple(c for c in ALL_CLASSES if c not in inside)
+
+
+def outside_name(protocol: str) -> str:
+    """Class name of :data:`OUTSIDE` in a ``protocol`` map."""
+    return f"other land (none of the {protocol} classes)"
+
+
+@dataclass
+class GateFit:
+    """The fitted gate, its block-CV figures (``metrics`` of the training run) and its
+    training pixels of the other classes: ``(rows, cols, labels, folds)``."""
+
+    gate: Any
+    metrics: dict[str, Any]
+    outside_pixels: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def fit_outside_gate(
+    cfg: TrainConfig,
+    data: _Sample,
+    folds: np.ndarray,
+    probe: _Probe,
+    probe_correct: np.ndarray,
+    *,
+    labels: np.ndarray,
+    land: np.ndarray,
+    grid: FeatureGrid,
+    exclude: Sequence[BBox] = (),
+) -> GateFit | None:
+    """Block-CV and fit the gate of ``cfg.protocol`` (``None`` when the protocol has every
+    class, or no land pixel of the other classes is drawable).
+
+    ``probe_correct`` says, per probe pixel, whether the class model of its fold labels it
+    right with the logged model's decision (:func:`map_accuracy` combines both).
+    """
+    others = outside_classes(cfg.protocol)
+    if not others:
+        return None
+    inside = data.balanced & land[data.rows, data.cols]
+    allowed = land & _region_mask(labels.shape, cfg, exclude)
+    rows, cols = sample_pixels(
+        labels,
+        others,
+        -(-int(inside.sum()) // len(others)),
+        seed=cfg.seed + 3,
+        within=allowed,
+    )
+    if rows.size == 0:
+        return None
+    fold_of = _fold_lookup(data, folds, cfg)
+    out_folds = fold_of(rows, cols, assign=True)
+    X = np.concatenate([data.X[inside], grid.values(rows, cols)])
+    y = np.concatenate([np.zeros(int(inside.sum()), np.int64), np.ones(rows.size, np.int64)])
+    gate_folds = np.concatenate([folds[inside], out_folds])
+
+    outside_probe, p_folds, n_outside_land = _outside_probe(
+        allowed & np.isin(labels, others), fold_of, probe.y.size, cfg.seed + 4, grid
+    )
+    oof = np.zeros(y.size)
+    kept = np.zeros(probe.y.size, dtype=bool)
+    caught = np.zeros(p_folds.size, dtype=bool)
+    for k in range(cfg.n_folds):
+        train, test = gate_folds != k, gate_folds == k
+        gate = _gate(cfg).fit(X[train], y[train])
+        if test.any():
+            oof[test] = gate.predict_proba(X[test])[:, 1]
+        if (probe.fold == k).any():
+            kept[probe.fold == k] = _says_inside(gate, probe.X[probe.fold == k])
+        if (p_folds == k).any():
+            caught[p_folds == k] = ~_says_inside(gate, outside_probe[p_folds == k])
+    cv = classification_metrics(y, (oof > THRESHOLD).astype(np.int64), [0, 1], _NAMES)
+    metrics = {
+        "classes": list(others),
+        "map_value": OUTSIDE,
+        "rule": f"P(outside) > {THRESHOLD}; LightGBM on the grid features, trained on the "
+        "land pixels of the class-balanced sample against as many land pixels of the other "
+        "classes (class-balanced among them)",
+        "n_inside": int(inside.sum()),
+        "n_outside": int(rows.size),
+        "block_cv": {
+            **headline_figures(cv),
+            "inside_kept": round(cv["per_class"]["inside"]["recall"], 4),
+            "outside_caught": round(cv["per_class"]["outside"]["recall"], 4),
+        },
+        "map": map_accuracy(kept, probe_correct, caught, probe.population, n_outside_land),
+    }
+    gate = _gate(cfg).fit(X, y)
+    log.info(
+        "landcover_global.outside_gate",
+        block_cv_accuracy=metrics["block_cv"]["overall_accuracy"],
+        map_accuracy=metrics["map"]["with_gate"]["overall_accuracy"],
+        map_accuracy_without_gate=metrics["map"]["without_gate"]["overall_accuracy"],
+    )
+    return GateFit(gate, metrics, (rows, cols, labels[rows, cols].astype(np.int64), out_folds))
+
+
+def map_accuracy(
+    kept: np.ndarray,
+    correct: np.ndarray,
+    caught: np.ndarray,
+    n_inside: int,
+    n_outside: int,
+) -> dict[str, Any]:
+    """Accuracy of a map over all land of the held-out blocks, with and without the gate.
+
+    Stratified estimate: the protocol's land pixels (the probe; right when the gate ``kept``
+    them and the class model is ``correct``) and the other classes' land pixels (right only
+    when the gate ``caught`` them; never without a gate), weighted by their land shares.
+    """
+    share = n_outside / max(n_inside + n_outside, 1)
+    acc_inside = float(np.mean(correct)) if correct.size else 0.0
+    gated_inside = float(np.mean(kept & correct)) if correct.size else 0.0
+    caught_rate = float(np.mean(caught)) if caught.size else 0.0
+    kept_rate = float(np.mean(kept)) if kept.size else 0.0
+    return {
+        "population": "every land pixel (Köppen-Geiger) of the held-out blocks, each scored "
+        "by the models of its fold; a pixel of a class outside the protocol is right only as "
+        "'other land'",
+        "outside_share": round(share, 4),
+        "n_probe": {"inside": int(correct.size), "outside": int(caught.size)},
+        "population_pixels": {"inside": n_inside, "outside": n_outside},
+        "inside_kept": round(kept_rate, 4),
+        "outside_caught": round(caught_rate, 4),
+        "without_gate": {"overall_accuracy": round((1 - share) * acc_inside, 4)},
+        "with_gate": {
+            "overall_accuracy": round((1 - share) * gated_inside + share * caught_rate, 4)
+        },
+    }
+
+
+def _outside_probe(
+    population: np.ndarray, fold_of: Any, n: int, seed: int, grid: FeatureGrid
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The probe's counterpart for the other classes: features and folds of a simple random
+    sample of ``n`` pixels of ``population`` in blocks that have a fold (the probe's rule),
+    and how many such pixels there are."""
+    rows, cols = np.nonzero(population)
+    folds = fold_of(rows, cols)
+    rows, cols, folds = rows[folds >= 0], cols[folds >= 0], folds[folds >= 0]
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(rows.size, min(n, rows.size), replace=False))
+    return grid.values(rows[pick], cols[pick]), folds[pick], int(rows.size)
+
+
+def _gate(cfg: TrainConfig) -> Any:
+    return make_classifier("lightgbm", **{**cfg.gate_params, "random_state": cfg.seed})
+
+
+def _says_inside(gate: Any, X: np.ndarray) -> np.ndarray:
+    return gate.predict_proba(X)[:, 1] <= THRESHOLD
+
+
+def _region_mask(shape: tuple[int, ...], cfg: TrainConfig, exclude: Sequence[BBox]) -> np.ndarray:
+    """Where training pixels may be drawn: the grid's region, outside ``exclude``."""
+    include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
+    mask = _box_mask(shape, include) if include else np.ones(shape, dtype=bool)
+    if exclude:
+        mask &= ~_box_mask(shape, exclude)
+    return mask
+
+
+def _fold_lookup(data: _Sample, folds: np.ndarray, cfg: TrainConfig) -> Any:
+    """``fold_of(rows, cols, assign=False)``: each pixel's fold is its block's fold in
+    ``data``; a block without class samples has none (-1), or with ``assign`` a seeded random
+    one (only gate training pixels are there)."""
+    n_blocks = (
+        int(
+            block_ids(np.array([GRID_SHAPE[0] - 1]), np.array([GRID_SHAPE[1] - 1]), cfg.block_deg)[
+                0
+            ]
+        )
+        + 1
+    )
+    table = np.full(n_blocks, -1, dtype=np.int64)
+    table[block_ids(data.rows, data.cols, cfg.block_deg)] = folds  # one fold per block
+    assigned = np.where(
+        table >= 0, table, np.random.default_rng(cfg.seed + 5).integers(cfg.n_folds, size=n_blocks)
+    )
+
+    def fold_of(rows: np.ndarray, cols: np.ndarray, assign: bool = False) -> np.ndarray:
+        return (assigned if assign else table)[block_ids(rows, cols, cfg.block_deg)]
+
+    return fold_of
