@@ -262,6 +262,19 @@ def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
     assert 0.0 <= metrics["overall_accuracy"] <= 1.0
     assert metrics["holdout"] is True and metrics["training_area_share"] == 0.0
 
+    # the outside gate in the box: the igbp7 pixels it keeps, the other land it catches
+    gate = metrics["outside_gate"]
+    assert gate["n_inside"] == metrics["n_samples"] and gate["n_outside"] > 1000
+    model = load_model(trained["model_uri"])
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    labels = read_labels()
+    rows, cols = np.nonzero(land_mask(grid) & np.isin(labels, range(7, 17)))
+    boxed = in_bboxes(rows, cols, [EXCLUDED])
+    caught = model.outside_arrays(grid.values(rows[boxed], cols[boxed]))
+    assert gate["n_outside"] == min(boxed.sum(), 50_000)
+    assert gate["outside_caught"] == pytest.approx(caught.mean(), abs=0.01)
+    assert gate["outside_caught"] > 0.5 and gate["inside_kept"] > 0.5
+
 
 def test_evaluate_defaults_to_the_held_out_region_and_flags_overlap(
     trained: dict[str, Any],

@@ -336,7 +336,8 @@ class GlobalLandCover:
             if meta.get("needs_chips")
             else None
         )
-        pred = model.predict_arrays(grid.values(rows, cols), chips)
+        features = grid.values(rows, cols)
+        pred = model.predict_arrays(features, chips)
         metrics = classification_metrics(y, pred, classes)
         metrics.update(
             protocol=protocol,
@@ -346,7 +347,45 @@ class GlobalLandCover:
             bboxes=[str(b) for b in options.bboxes],
             **honesty,
         )
+        if model.has_outside_gate:
+            others = outside_classes(str(meta.get("protocol", DEFAULT_PROTOCOL)))
+            metrics["outside_gate"] = self._score_gate(
+                model, features, others, options, region, grid, area=area
+            )
         return metrics
+
+    def _score_gate(
+        self,
+        model: GlobalLandCoverModel,
+        inside: np.ndarray,
+        others: Sequence[int],
+        options: EvalOptions,
+        region: BBox | None,
+        grid: FeatureGrid,
+        *,
+        area: bool,
+    ) -> dict[str, Any]:
+        """The outside gate on the scored pixels (``inside``: the share it keeps) and on the
+        land pixels of the other classes drawn by the same rule (the share it catches)."""
+        out: dict[str, Any] = {
+            "population": "the scored pixels, and the land pixels of the other classes "
+            "drawn by the same rule",
+            "classes": list(others),
+            "n_inside": len(inside),
+            "inside_kept": round(float(np.mean(~model.outside_arrays(inside))), 4),
+        }
+        try:
+            rows, cols, *_ = self._eval_pixels(
+                options, others, region, land=land_mask(grid), area=area
+            )
+        except EarthOpsError:  # none of the other classes there
+            return {**out, "n_outside": 0}
+        caught = model.outside_arrays(grid.values(rows, cols))
+        return {
+            **out,
+            "n_outside": int(rows.size),
+            "outside_caught": round(float(caught.mean()), 4),
+        }
 
     # -- maps --------------------------------------------------------------------------------
     def predict_raster(
