@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -139,25 +140,13 @@ def predict_global_map(
             valid = np.isfinite(feats).any(axis=1)  # all-nodata pixels stay nodata
             labels = np.full(feats.shape[0], NODATA, dtype=np.uint8)
             prob = np.zeros(feats.shape[0], dtype=np.uint8)
-            n_valid = int(valid.sum())
-            take = slice(None) if n_valid == valid.size else valid  # no copy when all valid
-            chips_taken = None if chips is None else chips[take]
-            if n_valid and not with_probability:
-                labels[take] = _gated(
-                    model.predict_arrays(feats[take], chips_taken),
-                    model.outside_arrays(feats[take]) if gated else None,
+            if valid.all():  # no copy
+                labels[:], prob[:] = _classify(model, feats, chips, with_probability)
+            elif valid.any():
+                chips_valid = None if chips is None else chips[valid]
+                labels[valid], prob[valid] = _classify(
+                    model, feats[valid], chips_valid, with_probability
                 )
-            elif n_valid:
-                proba = model.proba_arrays(feats[take], chips_taken)
-                best = np.argmax(proba, axis=1)
-                top = proba[np.arange(best.size), best]
-                outside = model.outside_proba(feats[take]) if gated else None
-                labels[take] = _gated(
-                    model.classes_[best], None if outside is None else outside > THRESHOLD
-                )
-                if outside is not None:  # "other land" pixels: the gate's own confidence
-                    top = np.where(outside > THRESHOLD, outside, top)
-                prob[take] = np.rint(100 * top)
             out[0, i0 : i0 + r.size] = labels.reshape(r.size, cols.size)
             if with_probability:
                 out[1, i0 : i0 + r.size] = prob.reshape(r.size, cols.size)
@@ -206,8 +195,30 @@ def predict_global_map(
     return output
 
 
-def _gated(labels: np.ndarray, outside: np.ndarray | None) -> np.ndarray:
-    """``labels`` with the pixels the outside gate flags set to :data:`OUTSIDE`."""
-    if outside is None:
-        return labels
-    return np.where(outside, OUTSIDE, labels)
+def _classify(
+    model: Any, feats: np.ndarray, chips: np.ndarray | None, with_probability: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map values and max probabilities × 100 (zeros unless ``with_probability``) of pixels.
+
+    With an outside gate, the pixels it flags are :data:`OUTSIDE` (their probability: the
+    gate's own) and only the others are classified.
+    """
+    values = np.full(len(feats), OUTSIDE, dtype=np.uint8)
+    prob = np.zeros(len(feats), dtype=np.uint8)
+    if with_probability:
+        p_outside = model.outside_proba(feats)
+        outside = p_outside > THRESHOLD
+        prob[outside] = np.rint(100 * p_outside[outside])
+    else:
+        outside = model.outside_arrays(feats)
+    keep = slice(None) if not outside.any() else ~outside  # no copy when nothing is flagged
+    if not outside.all():
+        kept_chips = None if chips is None else chips[keep]
+        if with_probability:
+            proba = model.proba_arrays(feats[keep], kept_chips)
+            best = np.argmax(proba, axis=1)
+            values[keep] = model.classes_[best]
+            prob[keep] = np.rint(100 * proba[np.arange(best.size), best])
+        else:
+            values[keep] = model.predict_arrays(feats[keep], kept_chips)
+    return values, prob

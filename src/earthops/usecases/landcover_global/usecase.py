@@ -196,7 +196,7 @@ class GlobalLandCover:
         }
         metrics["protocol"] = cfg.protocol
 
-        model = self._refit(cfg, data, classes, grid, sel, cv.oof, probe.prior_shift, gate)
+        model = self._refit(cfg, data, classes, grid, sel.members, cv.oof, probe.prior_shift, gate)
         with training_run(NAME, run_name=f"{NAME}-{cfg.protocol}") as run:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
@@ -251,12 +251,11 @@ class GlobalLandCover:
         data: _Sample,
         classes: Sequence[int],
         grid: FeatureGrid,
-        sel: Selection,
+        members: list[str],
         oof: dict[str, np.ndarray],
         prior_shift: np.ndarray,
         outside_gate: Any = None,
     ) -> GlobalLandCoverModel:
-        members = sel.members
         fitted = {}
         for kind in members:
             with progress() as bar:
