@@ -190,6 +190,14 @@ def test_on_land_figures_leave_out_the_open_ocean(mirror: Path) -> None:
     assert on_land["n_samples"] + on_land["n_open_water"] == metrics["n_samples"]
     assert on_land["overall_accuracy"] < metrics["overall_accuracy"]
     assert 0.0 <= on_land["baseline"]["overall_accuracy"] <= 1.0
+
+    # no sea class here, yet the gate (trained on land) never calls the open sea other land
+    model = load_model(metrics["model_uri"])
+    assert model.sea_class is None and model.has_outside_gate
+    rows, cols = pixels["row"].to_numpy()[ocean], pixels["col"].to_numpy()[ocean]
+    features = load_feature_grid(GridSpec.model_validate(GRID)).values(rows, cols)
+    assert not model.outside_arrays(features).any()
+    assert not model.outside_proba(features).any()
     scored = get_usecase("landcover-global").evaluate(metrics["model_uri"], EvalOptions())
     assert scored["population"].startswith("class-balanced: ")  # open ocean included
 

@@ -90,10 +90,16 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         return out
 
     def _sea(self, features: np.ndarray) -> np.ndarray | None:
-        """Rows off land (no Köppen-Geiger land), or ``None`` when the model has no sea class
-        (models logged before the option lack the attribute)."""
-        sea_class = getattr(self, "sea_class", None)
-        if sea_class is None or "koppen" not in self.feature_names:
+        """Rows off land, or ``None`` when the model has no sea class (models logged before
+        the option lack the attribute)."""
+        if getattr(self, "sea_class", None) is None:
+            return None
+        return self._off_land(features)
+
+    def _off_land(self, features: np.ndarray) -> np.ndarray | None:
+        """Rows with no Köppen-Geiger land (``koppen`` not > 0), or ``None`` without that
+        feature."""
+        if "koppen" not in self.feature_names:
             return None
         koppen = np.asarray(features)[:, list(self.feature_names).index("koppen")]
         return ~(koppen > 0)
@@ -179,26 +185,28 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
 
     def outside_arrays(self, features: np.ndarray) -> np.ndarray:
         """Rows the outside gate puts in none of the model's classes: P(outside) > 0.5, on
-        land rows only (all ``False`` without a gate)."""
-        out = np.zeros(len(features), dtype=bool)
-        land = self._gated_rows(features)
-        if land is not None and land.any():
-            out[land] = np.asarray(self.outside_gate.predict(features[land])) == 1
-        return out
+        Köppen-Geiger land only (all ``False`` without a gate)."""
+        return self._on_gated_land(features, lambda X: self.outside_gate.predict(X) == 1, False)
 
     def outside_proba(self, features: np.ndarray) -> np.ndarray:
         """P(outside the model's classes) per row (0 off land and without a gate)."""
-        out = np.zeros(len(features))
-        land = self._gated_rows(features)
-        if land is not None and land.any():
-            out[land] = self.outside_gate.predict_proba(features[land])[:, 1]
-        return out
+        return self._on_gated_land(
+            features, lambda X: self.outside_gate.predict_proba(X)[:, 1], 0.0
+        )
 
-    def _gated_rows(self, features: np.ndarray) -> np.ndarray | None:
+    def _on_gated_land(
+        self, features: np.ndarray, score: Callable[[np.ndarray], np.ndarray], fill: Any
+    ) -> np.ndarray:
+        """``score`` of the land rows (the gate was trained on land: the open sea is never
+        outside, whether or not the model has a sea class); ``fill`` elsewhere."""
+        out = np.full(len(features), fill)
         if not self.has_outside_gate:
-            return None
-        sea = self._sea(features)
-        return np.ones(len(features), dtype=bool) if sea is None else ~sea
+            return out
+        off_land = self._off_land(features)
+        land = np.ones(len(features), dtype=bool) if off_land is None else ~off_land
+        if land.any():
+            out[land] = score(features[land])
+        return out
 
     def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """The feature matrix and (when a ViT member needs them) the chips of a table."""
