@@ -11,7 +11,7 @@ from earthops.features.global_grid import GRID_SHAPE, FeatureGrid, extract_chips
 from earthops.models.metrics import headline_figures
 from earthops.usecases.base import BBox
 from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
-from earthops.usecases.landcover_global.labels import _box_mask, block_ids
+from earthops.usecases.landcover_global.labels import _box_mask, block_fold_table, block_ids
 from earthops.usecases.landcover_global.metrics import classification_metrics
 from earthops.usecases.landcover_global.samples import _Probe, _Sample
 
@@ -68,19 +68,19 @@ def map_population(
     folds: np.ndarray,
     cfg: TrainConfig,
     exclude: Sequence[BBox] = (),
+    classes: Sequence[int] | None = None,
 ) -> Population:
     """``(rows, cols, fold)`` of the map population: every land pixel (``land``, the
-    :func:`land_mask`) of the protocol's classes outside ``exclude``, in a block that has a
-    fold."""
-    sampled_blocks = block_ids(data.rows, data.cols, cfg.block_deg)
-    population = land & np.isin(labels, PROTOCOLS[cfg.protocol])
+    :func:`land_mask`) of ``classes`` (default: the protocol's) outside ``exclude``, in a block
+    that has a fold."""
+    wanted = PROTOCOLS[cfg.protocol] if classes is None else classes
+    population = land & np.isin(labels, wanted)
     if exclude:
         population &= ~_box_mask(labels.shape, exclude)
     rows, cols = np.nonzero(population)
-    blocks = block_ids(rows, cols, cfg.block_deg)
-    fold_of_block = np.full(max(int(blocks.max(initial=0)), int(sampled_blocks.max())) + 1, -1)
-    fold_of_block[sampled_blocks] = folds  # a block's samples share one fold
-    fold = fold_of_block[blocks]
+    fold = block_fold_table(data.rows, data.cols, folds, cfg.block_deg)[
+        block_ids(rows, cols, cfg.block_deg)
+    ]
     keep = fold >= 0
     return rows[keep], cols[keep], fold[keep]
 

@@ -9,7 +9,7 @@ from typing import Any
 from earthops.errors import EarthOpsError
 from earthops.features.global_grid import GridSpec
 from earthops.models.estimators import make_classifier
-from earthops.usecases.base import TrainOptions, check_members, merge_member_params
+from earthops.usecases.base import BBox, TrainOptions, check_members, merge_member_params
 
 NAME = "landcover-global"
 PROTOCOLS: dict[str, tuple[int, ...]] = {"igbp7": tuple(range(7)), "igbp17": tuple(range(17))}
@@ -149,6 +149,11 @@ class TrainConfig:
             cfg = replace(cfg, n_random=AREA_EXTRAS // 10 if options.fast else AREA_EXTRAS)
         check_members(cfg.models, lambda kind: make_classifier(kind, **cfg.model_params(kind)))
         return cfg
+
+    @property
+    def include_boxes(self) -> list[BBox]:
+        """Where training pixels may be drawn: the feature grid's region (none: global)."""
+        return [BBox(*self.grid.region)] if self.grid.region is not None else []
 
     def model_params(self, kind: str) -> dict[str, Any]:
         return {

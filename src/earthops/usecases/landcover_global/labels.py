@@ -133,6 +133,17 @@ def block_folds(y: np.ndarray, blocks: np.ndarray, n_folds: int = 5, seed: int =
     return folds
 
 
+def block_fold_table(
+    rows: np.ndarray, cols: np.ndarray, folds: np.ndarray, block_deg: float = BLOCK_DEG
+) -> np.ndarray:
+    """Fold of every block of the CMG grid (by :func:`block_ids`) from sampled pixels and
+    their folds; -1 for a block with no sampled pixel."""
+    last = block_ids(np.asarray(GRID_SHAPE[0] - 1), np.asarray(GRID_SHAPE[1] - 1), block_deg)
+    table = np.full(int(last) + 1, -1, dtype=np.int64)
+    table[block_ids(rows, cols, block_deg)] = folds  # a block's samples share one fold
+    return table
+
+
 def _pixels_in_bboxes(
     labels: np.ndarray, bboxes: Sequence[BBox], classes: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from earthops.features.global_grid import GRID_SHAPE, FeatureGrid
+from earthops.features.global_grid import FeatureGrid
 from earthops.logs import get_logger
 from earthops.models.estimators import make_classifier
 from earthops.models.metrics import classification_metrics, headline_figures
 from earthops.usecases.base import BBox
+from earthops.usecases.landcover_global.area import map_population
 from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
 from earthops.usecases.landcover_global.labels import (
-    _box_mask,
+    block_fold_table,
     block_ids,
     sample_pixels,
 )
@@ -90,25 +91,28 @@ def fit_outside_gate(
     if not others:
         return None
     inside = data.balanced & land[data.rows, data.cols]
-    allowed = land & _region_mask(labels.shape, cfg, exclude)
     rows, cols = sample_pixels(
         labels,
         others,
         -(-int(inside.sum()) // len(others)),
         seed=cfg.seed + 3,
-        within=allowed,
+        exclude=exclude,
+        include=cfg.include_boxes,
+        within=land,
     )
     if rows.size == 0:
         return None
-    fold_of = _fold_lookup(data, folds, cfg)
-    out_folds = fold_of(rows, cols, assign=True)
+    out_folds = _assigned_folds(rows, cols, data, folds, cfg)
     X = np.concatenate([data.X[inside], grid.values(rows, cols)])
     y = np.concatenate([np.zeros(int(inside.sum()), np.int64), np.ones(rows.size, np.int64)])
     gate_folds = np.concatenate([folds[inside], out_folds])
 
-    outside_probe, p_folds, n_outside_land = _outside_probe(
-        allowed & np.isin(labels, others), fold_of, probe.y.size, cfg.seed + 4, grid
-    )
+    # the probe's counterpart: a simple random sample of the other classes' map population
+    p_rows, p_cols, p_folds = map_population(labels, land, data, folds, cfg, exclude, others)
+    n_outside_land = int(p_rows.size)
+    rng = np.random.default_rng(cfg.seed + 4)
+    pick = np.sort(rng.choice(p_rows.size, min(probe.y.size, p_rows.size), replace=False))
+    outside_probe, p_folds = grid.values(p_rows[pick], p_cols[pick]), p_folds[pick]
     oof = np.zeros(y.size)
     kept = np.zeros(probe.y.size, dtype=bool)
     caught = np.zeros(p_folds.size, dtype=bool)
@@ -181,20 +185,6 @@ def map_accuracy(
     }
 
 
-def _outside_probe(
-    population: np.ndarray, fold_of: Any, n: int, seed: int, grid: FeatureGrid
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The probe's counterpart for the other classes: features and folds of a simple random
-    sample of ``n`` pixels of ``population`` in blocks that have a fold (the probe's rule),
-    and how many such pixels there are."""
-    rows, cols = np.nonzero(population)
-    folds = fold_of(rows, cols)
-    rows, cols, folds = rows[folds >= 0], cols[folds >= 0], folds[folds >= 0]
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(rows.size, min(n, rows.size), replace=False))
-    return grid.values(rows[pick], cols[pick]), folds[pick], int(rows.size)
-
-
 def _gate(cfg: TrainConfig) -> Any:
     return make_classifier("lightgbm", **{**cfg.gate_params, "random_state": cfg.seed})
 
@@ -203,34 +193,11 @@ def _says_inside(gate: Any, X: np.ndarray) -> np.ndarray:
     return gate.predict_proba(X)[:, 1] <= THRESHOLD
 
 
-def _region_mask(shape: tuple[int, ...], cfg: TrainConfig, exclude: Sequence[BBox]) -> np.ndarray:
-    """Where training pixels may be drawn: the grid's region, outside ``exclude``."""
-    include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
-    mask = _box_mask(shape, include) if include else np.ones(shape, dtype=bool)
-    if exclude:
-        mask &= ~_box_mask(shape, exclude)
-    return mask
-
-
-def _fold_lookup(data: _Sample, folds: np.ndarray, cfg: TrainConfig) -> Any:
-    """``fold_of(rows, cols, assign=False)``: each pixel's fold is its block's fold in
-    ``data``; a block without class samples has none (-1), or with ``assign`` a seeded random
-    one (only gate training pixels are there)."""
-    n_blocks = (
-        int(
-            block_ids(np.array([GRID_SHAPE[0] - 1]), np.array([GRID_SHAPE[1] - 1]), cfg.block_deg)[
-                0
-            ]
-        )
-        + 1
-    )
-    table = np.full(n_blocks, -1, dtype=np.int64)
-    table[block_ids(data.rows, data.cols, cfg.block_deg)] = folds  # one fold per block
-    assigned = np.where(
-        table >= 0, table, np.random.default_rng(cfg.seed + 5).integers(cfg.n_folds, size=n_blocks)
-    )
-
-    def fold_of(rows: np.ndarray, cols: np.ndarray, assign: bool = False) -> np.ndarray:
-        return (assigned if assign else table)[block_ids(rows, cols, cfg.block_deg)]
-
-    return fold_of
+def _assigned_folds(
+    rows: np.ndarray, cols: np.ndarray, data: _Sample, folds: np.ndarray, cfg: TrainConfig
+) -> np.ndarray:
+    """Each pixel's fold: its block's fold in ``data``, or for a block without class samples
+    (only gate pixels there) a seeded random one."""
+    table = block_fold_table(data.rows, data.cols, folds, cfg.block_deg)
+    spare = np.random.default_rng(cfg.seed + 5).integers(cfg.n_folds, size=table.size)
+    return np.where(table >= 0, table, spare)[block_ids(rows, cols, cfg.block_deg)]

@@ -226,14 +226,13 @@ class GlobalLandCover:
         classes: Sequence[int],
         within: np.ndarray | None = None,
     ) -> _Sample:
-        include = [BBox(*cfg.grid.region)] if cfg.grid.region is not None else []
         rows, cols = sample_pixels(
             labels,
             classes,
             cfg.n_per_class,
             seed=cfg.seed,
             exclude=exclude,
-            include=include,
+            include=cfg.include_boxes,
             within=within,
         )
         y = labels[rows, cols].astype(np.int64)
