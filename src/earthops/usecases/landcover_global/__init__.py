@@ -104,7 +104,7 @@ from .labels import (
 from .maps import check_map_inputs, predict_global_map
 from .metrics import classification_metrics
 from .model import GlobalLandCoverModel, _vit_input
-from .outside import OUTSIDE, map_accuracy, outside_classes
+from .outside import OUTSIDE, outside_classes
 from .samples import _Probe, _Sample
 from .usecase import GlobalLandCover
 
@@ -143,7 +143,6 @@ __all__ = [
     "default_models",
     "in_bboxes",
     "land_mask",
-    "map_accuracy",
     "outside_classes",
     "predict_global_map",
     "prior_shift",

@@ -167,30 +167,19 @@ def predict_global_map(
     if gated:
         names[OUTSIDE] = outside_name(str(meta.get("protocol", "model")))
         colormap[OUTSIDE] = OUTSIDE_COLOUR
-    if with_probability:  # a palette needs a single band: class names go into the tags
-        write_cog(
-            da,
-            output,
-            nodata=NODATA,
-            descriptions=["igbp", "max_probability_pct"],
-            class_names=names,
-            tags=tags,
-            overview_resampling="nearest",
-            blocksize=256,
-            show_progress=False,
-        )
-    else:
-        write_cog(
-            da,
-            output,
-            nodata=NODATA,
-            descriptions=["igbp"],
-            colormap=colormap,
-            class_names=names,
-            tags=tags,
-            blocksize=256,
-            show_progress=False,
-        )
+    write_cog(
+        da,
+        output,
+        nodata=NODATA,
+        descriptions=["igbp", "max_probability_pct"][:n_bands],
+        # a palette needs a single band: a probability map carries the names in its tags
+        colormap=None if with_probability else colormap,
+        class_names=names,
+        tags=tags,
+        overview_resampling="nearest" if with_probability else None,
+        blocksize=256,
+        show_progress=False,
+    )
     log.info("landcover_global.map", path=str(output), shape=list(out.shape), outside_gate=gated)
     return output
 

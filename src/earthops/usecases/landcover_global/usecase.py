@@ -201,7 +201,7 @@ class GlobalLandCover:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
 
-            mlflow.log_params(_run_params(cfg, options, sel.selected))
+            mlflow.log_params(_run_params(cfg, options, sel.selected, model.has_outside_gate))
             _log_training_pixels(data.rows, data.cols, data.y, folds, TRAINING_PIXELS)
             if fitted_gate is not None:
                 _log_training_pixels(*fitted_gate.outside_pixels, OUTSIDE_PIXELS)
@@ -316,12 +316,9 @@ class GlobalLandCover:
         grid = load_feature_grid(spec)
         area = meta.get("decision") == "area"
         land_only = bool(meta.get("land_only", False))
+        land = land_mask(grid)
         rows, cols, y, source, population = self._eval_pixels(
-            options,
-            classes,
-            region,
-            land=land_mask(grid) if area or land_only else None,
-            area=area,
+            options, classes, region, land=land if area or land_only else None, area=area
         )
         honesty = holdout_fields(  # training pixels were drawn outside every excluded box
             "training_area_share",
@@ -348,7 +345,7 @@ class GlobalLandCover:
         if model.has_outside_gate:
             others = outside_classes(str(meta.get("protocol", DEFAULT_PROTOCOL)))
             metrics["outside_gate"] = self._score_gate(
-                model, features, others, options, region, grid, area=area
+                model, features, others, options, region, grid, land, area=area
             )
         return metrics
 
@@ -360,6 +357,7 @@ class GlobalLandCover:
         options: EvalOptions,
         region: BBox | None,
         grid: FeatureGrid,
+        land: np.ndarray,
         *,
         area: bool,
     ) -> dict[str, Any]:
@@ -373,9 +371,7 @@ class GlobalLandCover:
             "inside_kept": round(float(np.mean(~model.outside_arrays(inside))), 4),
         }
         try:
-            rows, cols, *_ = self._eval_pixels(
-                options, others, region, land=land_mask(grid), area=area
-            )
+            rows, cols, *_ = self._eval_pixels(options, others, region, land=land, area=area)
         except EarthOpsError:  # none of the other classes there
             return {**out, "n_outside": 0}
         caught = model.outside_arrays(grid.values(rows, cols))
@@ -483,7 +479,9 @@ class GlobalLandCover:
         return rows, cols, y, source, population
 
 
-def _run_params(cfg: TrainConfig, options: TrainOptions, selected: str) -> dict[str, Any]:
+def _run_params(
+    cfg: TrainConfig, options: TrainOptions, selected: str, gated: bool
+) -> dict[str, Any]:
     """The MLflow run parameters of a training run."""
     return {
         "protocol": cfg.protocol,
@@ -502,12 +500,8 @@ def _run_params(cfg: TrainConfig, options: TrainOptions, selected: str) -> dict[
         "grid_spec": cfg.grid.key(),
         "chip_size": cfg.chip_size,
         **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
-        **{f"gate.{p}": v for p, v in cfg.gate_params.items() if _has_gate(cfg)},
+        **({f"gate.{p}": v for p, v in cfg.gate_params.items()} if gated else {}),
     }
-
-
-def _has_gate(cfg: TrainConfig) -> bool:
-    return cfg.outside_gate and bool(outside_classes(cfg.protocol))
 
 
 def _model_metadata(
