@@ -21,7 +21,7 @@ from rasterio.transform import from_bounds
 
 from earthops.cli.app import main
 from earthops.errors import DataError, EarthOpsError, SignatureError
-from earthops.features.global_grid import GridSpec, load_feature_grid
+from earthops.features.global_grid import GridSpec, load_feature_grid, pixel_lonlat
 from earthops.raster.cog import read_class_names, validate_cog
 from earthops.registry.tracking import load_model
 from earthops.settings import get_settings
@@ -283,6 +283,27 @@ def test_evaluate_inside_the_excluded_box(trained: dict[str, Any]) -> None:
     assert gate["outside_caught"] == pytest.approx(caught.mean(), abs=0.01)
     assert gate["outside_caught"] > 0.5 and gate["inside_kept"] > 0.5
 
+    # the map over all land in the box, as a user would score the written map pixel by pixel
+    rows, cols = np.nonzero(land_mask(grid) & np.isin(labels, range(17)))
+    boxed = in_bboxes(rows, cols, [EXCLUDED])
+    X, truth = grid.values(rows[boxed], cols[boxed]), labels[rows[boxed], cols[boxed]]
+    truth = np.where(truth < 7, truth, OUTSIDE)
+    forced = model.predict_arrays(X)
+    drawn = np.where(model.outside_arrays(X), OUTSIDE, forced)
+    figures = gate["map"]
+    assert figures["population_pixels"] == {
+        "inside": int((truth < 7).sum()),
+        "outside": int((truth == OUTSIDE).sum()),
+    }
+    # evaluate thins the box's 51 000 igbp7 pixels to 50 000: an estimate, close to exact
+    assert figures["with_gate"]["overall_accuracy"] == pytest.approx(
+        np.mean(drawn == truth), abs=2e-3
+    )
+    assert figures["without_gate"]["overall_accuracy"] == pytest.approx(
+        np.mean(forced == truth), abs=2e-3
+    )
+    assert figures["with_gate"]["overall_accuracy"] > figures["without_gate"]["overall_accuracy"]
+
 
 def test_evaluate_defaults_to_the_held_out_region_and_flags_overlap(
     trained: dict[str, Any],
@@ -300,6 +321,63 @@ def test_evaluate_defaults_to_the_held_out_region_and_flags_overlap(
     mixed = usecase.evaluate(trained["model_uri"], EvalOptions(bboxes=[straddling]))
     assert mixed["holdout"] is False
     assert 0.3 < mixed["training_area_share"] < 0.7
+
+
+def test_evaluate_scores_labelled_csv_and_geotiff_datasets(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    usecase = get_usecase("landcover-global")
+    model = load_model(trained["model_uri"])
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    labels = read_labels()
+    rows, cols = np.nonzero(land_mask(grid) & (labels < 17))
+    boxed = in_bboxes(rows, cols, [EXCLUDED])
+    rows, cols = rows[boxed][::3], cols[boxed][::3]  # points on a third of the box's land
+    lon, lat = pixel_lonlat(rows, cols)
+    y = labels[rows, cols].astype(np.int64)
+    points = tmp_path / "points.csv"
+    pd.DataFrame({"lon": lon, "lat": lat, "label": y}).to_csv(points, index=False)
+
+    scored = usecase.evaluate(trained["model_uri"], EvalOptions(dataset=points))
+    inside = y < 7
+    assert scored["source"] == str(points) and scored["n_samples"] == inside.sum()
+    X = grid.values(rows, cols)
+    forced = model.predict_arrays(X)
+    assert scored["overall_accuracy"] == pytest.approx(np.mean(forced[inside] == y[inside]), 1e-4)
+    assert scored["holdout"] is True
+    # every point is scored, so the map figure over the points is exact
+    truth = np.where(inside, y, OUTSIDE)
+    drawn = np.where(model.outside_arrays(X), OUTSIDE, forced)
+    figures = scored["outside_gate"]["map"]
+    assert figures["population_pixels"] == {"inside": inside.sum(), "outside": (~inside).sum()}
+    assert figures["with_gate"]["overall_accuracy"] == pytest.approx(np.mean(drawn == truth), 1e-4)
+
+    # a label raster on the CMG grid, labelled only inside the box: a class-balanced sample
+    # of it lies in the box, and stands for no area (rates only, no map figure)
+    raster = tmp_path / "labels.tif"
+    boxed_labels = np.full_like(labels, 255)
+    r0, r1, c0, c1 = 1600, 1900, 3800, 4100  # 10..25 E, -5..10 N
+    boxed_labels[r0:r1, c0:c1] = labels[r0:r1, c0:c1]
+    profile = {"driver": "GTiff", "height": 3600, "width": 7200, "count": 1, "dtype": "uint8"}
+    transform = from_bounds(-180, -90, 180, 90, 7200, 3600)
+    with rasterio.open(
+        raster, "w", **profile, crs="EPSG:4326", transform=transform, nodata=255
+    ) as dst:
+        dst.write(boxed_labels, 1)
+    sampled = usecase.evaluate(trained["model_uri"], EvalOptions(dataset=raster))
+    assert sampled["source"] == str(raster) and sampled["population"].startswith("class-balanced")
+    assert sampled["training_area_share"] == 0.0 and sampled["holdout"] is True
+    assert "map" not in sampled["outside_gate"] and sampled["outside_gate"]["n_outside"] > 0
+
+    # bad datasets: clear errors naming what is wrong
+    (tmp_path / "no_label.csv").write_text("lon,lat\n10,0\n")
+    with pytest.raises(DataError, match=r"missing columns \['label'\]"):
+        usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "no_label.csv"))
+    (tmp_path / "bad_row.csv").write_text("lon,lat,label\n10,0,2\n12,north,2\n")
+    with pytest.raises(DataError, match=r"1 row\(s\).*first: data row 2"):
+        usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "bad_row.csv"))
+    with pytest.raises(DataError, match="not found"):
+        usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "missing.csv"))
 
 
 def test_bad_protocol_and_bbox_are_clear_errors(
@@ -642,3 +720,8 @@ def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
         support = scored["per_class"].get(names[cls], {}).get("support", 0)
         expected = np.mean(population == cls)
         assert abs(support / scored["n_samples"] - expected) < 0.01, names[cls]
+    o_rows, o_cols = np.nonzero(land_mask(grid) & np.isin(labels, range(7, 17)))
+    assert scored["outside_gate"]["map"]["population_pixels"] == {
+        "inside": population.size,  # the random sample stands for every land pixel
+        "outside": int(in_bboxes(o_rows, o_cols, [BBox(*REGION)]).sum()),
+    }

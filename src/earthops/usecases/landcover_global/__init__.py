@@ -43,7 +43,10 @@
   "outside" on land pixels, block cross-validated on the same folds. Maps write the land it
   calls outside as 254, "other land", instead of forcing a class there (about 85 % of the
   land is outside igbp7). ``outside_gate`` in the metrics gives its block-CV figures and
-  the map accuracy over all land of the held-out blocks, with and without it.
+  the map accuracy over all land of the held-out blocks, with and without it; ``evaluate``
+  gives its rates where it scores and, when the scored pixels stand for an area (boxes, a
+  dataset's points, an area-proportional sample), the same map accuracy there
+  (:mod:`.evaluation`).
 
 Labelled datasets for :meth:`GlobalLandCover.evaluate` (``--dataset``):
 

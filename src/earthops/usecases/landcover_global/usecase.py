@@ -61,14 +61,11 @@ from earthops.usecases.landcover_global.config import (
     check_protocol,
 )
 from earthops.usecases.landcover_global.cv import _fit_member, _log_training_pixels
+from earthops.usecases.landcover_global.evaluation import EvalPixels, eval_pixels, score_gate
 from earthops.usecases.landcover_global.labels import (
-    _box_mask,
-    _pixels_in_bboxes,
     block_folds,
     block_ids,
     in_bboxes,
-    random_pixels,
-    read_label_csv,
     read_labels,
     sample_pixels,
 )
@@ -317,9 +314,10 @@ class GlobalLandCover:
         area = meta.get("decision") == "area"
         land_only = bool(meta.get("land_only", False))
         land = land_mask(grid)
-        rows, cols, y, source, population = self._eval_pixels(
+        scored = eval_pixels(
             options, classes, region, land=land if area or land_only else None, area=area
         )
+        rows, cols, y = scored.rows, scored.cols, scored.y
         honesty = holdout_fields(  # training pixels were drawn outside every excluded box
             "training_area_share",
             np.mean(~in_bboxes(rows, cols, held_out)),
@@ -337,49 +335,30 @@ class GlobalLandCover:
         metrics.update(
             protocol=protocol,
             model_uri=model_uri,
-            source=source,
-            population=population,
+            source=scored.source,
+            population=scored.population,
             bboxes=[str(b) for b in options.bboxes],
             **honesty,
         )
         if model.has_outside_gate:
             others = outside_classes(str(meta.get("protocol", DEFAULT_PROTOCOL)))
-            metrics["outside_gate"] = self._score_gate(
-                model, features, others, options, region, grid, land, area=area
+            try:  # the other classes' land pixels, drawn by the same rule
+                drawn: EvalPixels | None = eval_pixels(
+                    options, others, region, land=land, area=area
+                )
+            except EarthOpsError:  # none of them there
+                drawn = None
+            metrics["outside_gate"] = score_gate(
+                model,
+                scored,
+                features,
+                pred,
+                drawn,
+                None if drawn is None else grid.values(drawn.rows, drawn.cols),
+                land,
+                others,
             )
         return metrics
-
-    def _score_gate(
-        self,
-        model: GlobalLandCoverModel,
-        inside: np.ndarray,
-        others: Sequence[int],
-        options: EvalOptions,
-        region: BBox | None,
-        grid: FeatureGrid,
-        land: np.ndarray,
-        *,
-        area: bool,
-    ) -> dict[str, Any]:
-        """The outside gate on the scored pixels (``inside``: the share it keeps) and on the
-        land pixels of the other classes drawn by the same rule (the share it catches)."""
-        out: dict[str, Any] = {
-            "population": "the scored pixels, and the land pixels of the other classes "
-            "drawn by the same rule",
-            "classes": list(others),
-            "n_inside": len(inside),
-            "inside_kept": round(float(np.mean(~model.outside_arrays(inside))), 4),
-        }
-        try:
-            rows, cols, *_ = self._eval_pixels(options, others, region, land=land, area=area)
-        except EarthOpsError:  # none of the other classes there
-            return {**out, "n_outside": 0}
-        caught = model.outside_arrays(grid.values(rows, cols))
-        return {
-            **out,
-            "n_outside": int(rows.size),
-            "outside_caught": round(float(caught.mean()), 4),
-        }
 
     # -- maps --------------------------------------------------------------------------------
     def predict_raster(
@@ -406,77 +385,6 @@ class GlobalLandCover:
             with_probability=with_probability,
             sources=_catalog_sources(roles),
         )
-
-    def _eval_pixels(
-        self,
-        options: EvalOptions,
-        classes: Sequence[int],
-        region: BBox | None = None,
-        *,
-        land: np.ndarray | None = None,
-        area: bool = False,
-        max_pixels: int = 50_000,
-        seed: int = 7,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, str]:
-        """Labelled pixels to score — from a CSV/GeoTIFF dataset or the catalog MCD12C1 — and
-        a description of their population.
-
-        ``land`` (a CMG land mask, given for ``decision="area"`` and ``land_only`` models)
-        keeps raster labels to land pixels. With no dataset and no boxes the catalog is sampled
-        globally: class-balanced, or with ``area`` a simple random sample of the land pixels,
-        the map's own class mix. ``region`` (the model's feature-grid region, when it has one)
-        limits them further.
-        """
-        dataset = options.dataset
-        if dataset is not None and Path(dataset).suffix.lower() == ".csv":
-            rows, cols, y = read_label_csv(dataset)
-            keep = np.isin(y, classes)
-            if options.bboxes:
-                keep &= in_bboxes(rows, cols, options.bboxes)
-            rows, cols, y = rows[keep], cols[keep], y[keep]
-            source, population = str(dataset), "the dataset's labelled points"
-        else:
-            labels = read_labels(dataset)
-            source = str(dataset) if dataset is not None else "mcd12c1-2019"
-            include = [region] if region is not None else []
-            on_land = "" if land is None else " on land"
-            if options.bboxes:
-                rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
-                if land is not None:
-                    keep = land[rows, cols]
-                    rows, cols = rows[keep], cols[keep]
-                population = f"every labelled pixel{on_land} in the boxes"
-            elif area and land is not None:  # global, a seed different from training
-                mask = land & np.isin(labels, classes)
-                if include:
-                    mask &= _box_mask(labels.shape, include)
-                rows, cols = random_pixels(mask, max_pixels, seed=seed)
-                population = (
-                    "area-proportional: a simple random sample of the land pixels "
-                    "(Köppen-Geiger) of the protocol's classes"
-                )
-            else:
-                rows, cols = sample_pixels(
-                    labels,
-                    classes,
-                    max_pixels // len(classes),
-                    seed=seed,
-                    include=include,
-                    within=land,
-                )
-                population = f"class-balanced{on_land}: up to the same number of pixels per class"
-            y = labels[rows, cols].astype(np.int64)
-        if region is not None:
-            keep = in_bboxes(rows, cols, [region])
-            rows, cols, y = rows[keep], cols[keep], y[keep]
-        if y.size == 0:
-            boxes = [*options.bboxes, *([region] if region is not None else [])]
-            where = f" inside {' and '.join(map(str, boxes))}" if boxes else ""
-            raise EarthOpsError(f"no labelled pixels of classes {list(classes)}{where} in {source}")
-        if y.size > max_pixels:
-            pick = np.sort(np.random.default_rng(seed).choice(y.size, max_pixels, replace=False))
-            rows, cols, y = rows[pick], cols[pick], y[pick]
-        return rows, cols, y, source, population
 
 
 def _run_params(
