@@ -98,11 +98,19 @@ def merge_member_params(defaults: Any, params: dict[str, Any]) -> dict[str, Any]
 def check_members(kinds: Iterable[str], build: Callable[[str], Any]) -> None:
     """Build every member once (cheap: no fitting), so that a misspelt member parameter is a
     clear error before any training starts rather than a traceback in the middle of it."""
+    from earthops.models.param_check import ignored_params
+
     for kind in kinds:
         try:
-            build(kind)
+            estimator = build(kind)
         except (TypeError, ValueError) as exc:
             raise EarthOpsError(f"params for member '{kind}': {exc}") from None
+        ignored = ignored_params(estimator)
+        if ignored:
+            raise EarthOpsError(
+                f"params for member '{kind}': unknown parameter(s) {ignored}, which the "
+                "library would silently ignore"
+            )
 
 
 @dataclass

@@ -147,13 +147,19 @@ class TrainConfig:
         cfg = replace(cfg, **params)
         if "n_random" not in params and cfg.decision == "area":
             cfg = replace(cfg, n_random=AREA_EXTRAS // 10 if options.fast else AREA_EXTRAS)
-        check_members(cfg.models, lambda kind: make_classifier(kind, **cfg.model_params(kind)))
+        check_members((*cfg.models, "gate"), cfg.member)
         return cfg
 
     @property
     def include_boxes(self) -> list[BBox]:
         """Where training pixels may be drawn: the feature grid's region (none: global)."""
         return [BBox(*self.grid.region)] if self.grid.region is not None else []
+
+    def member(self, kind: str) -> Any:
+        """An unfitted member of ``kind``, or the outside gate's LightGBM (``"gate"``)."""
+        if kind == "gate":
+            return make_classifier("lightgbm", **{**self.gate_params, "random_state": self.seed})
+        return make_classifier(kind, **self.model_params(kind))
 
     def model_params(self, kind: str) -> dict[str, Any]:
         return {

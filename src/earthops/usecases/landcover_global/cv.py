@@ -12,7 +12,6 @@ import pandas as pd
 
 from earthops.features.global_grid import pixel_lonlat
 from earthops.logs import progress
-from earthops.models.estimators import make_classifier
 from earthops.models.selection import log_probs, make_stacker
 from earthops.usecases.landcover_global.config import TrainConfig
 from earthops.usecases.landcover_global.model import _align, _vit_input
@@ -22,7 +21,7 @@ from earthops.usecases.landcover_global.samples import _Probe, _Sample
 def _fit_member(
     kind: str, cfg: TrainConfig, X: np.ndarray, chips: np.ndarray | None, y: np.ndarray
 ) -> Any:
-    est = make_classifier(kind, **cfg.model_params(kind))
+    est = cfg.member(kind)
     if kind == "vit":
         return est.fit(_vit_input(chips), y)
     return est.fit(X, y)

@@ -25,7 +25,6 @@ import numpy as np
 
 from earthops.features.global_grid import FeatureGrid
 from earthops.logs import get_logger
-from earthops.models.estimators import make_classifier
 from earthops.models.metrics import classification_metrics, headline_figures
 from earthops.usecases.base import BBox
 from earthops.usecases.landcover_global.area import map_population
@@ -118,7 +117,7 @@ def fit_outside_gate(
     caught = np.zeros(p_folds.size, dtype=bool)
     for k in range(cfg.n_folds):
         train, test = gate_folds != k, gate_folds == k
-        gate = _gate(cfg).fit(X[train], y[train])
+        gate = cfg.member("gate").fit(X[train], y[train])
         if test.any():
             oof[test] = gate.predict_proba(X[test])[:, 1]
         if (probe.fold == k).any():
@@ -141,7 +140,7 @@ def fit_outside_gate(
         },
         "map": map_accuracy(kept, probe_correct, caught, probe.population, n_outside_land),
     }
-    gate = _gate(cfg).fit(X, y)
+    gate = cfg.member("gate").fit(X, y)
     log.info(
         "landcover_global.outside_gate",
         block_cv_accuracy=metrics["block_cv"]["overall_accuracy"],
@@ -183,10 +182,6 @@ def map_accuracy(
             "overall_accuracy": round((1 - share) * gated_inside + share * caught_rate, 4)
         },
     }
-
-
-def _gate(cfg: TrainConfig) -> Any:
-    return make_classifier("lightgbm", **{**cfg.gate_params, "random_state": cfg.seed})
 
 
 def _says_inside(gate: Any, X: np.ndarray) -> np.ndarray:

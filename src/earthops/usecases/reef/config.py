@@ -13,8 +13,9 @@ from earthops.features.reef_features import (
     DHW_COLUMN,
     DHW_RULE_THRESHOLD,
 )
+from earthops.models.estimators import make_classifier
 from earthops.settings import get_settings
-from earthops.usecases.base import TrainOptions
+from earthops.usecases.base import TrainOptions, check_members
 
 NAME = "reef-bleaching"
 METRIC_KEYS = ("auroc", "average_precision", "f1", "bleach_risk_p90", "brier")
@@ -91,6 +92,10 @@ class ReefConfig(BaseModel):
             config.xgboost = {**fast, **config.xgboost}
             config.lightgbm = {**fast, **config.lightgbm}
             config.vit = {"epochs": 3, **config.vit}
+        check_members(
+            TABULAR_KINDS,
+            lambda kind: make_classifier(kind, **getattr(config, kind)),
+        )
         return config
 
     def origins(self, until: int | None = None) -> list[int]:
