@@ -206,6 +206,7 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
     """The map-user estimate: land pixels of held-out blocks, never the excluded box."""
     from earthops.usecases.landcover_global import _Sample, land_mask, probe_sample
     from earthops.usecases.landcover_global.area import map_population
+    from earthops.usecases.landcover_global.samples import _Inputs
 
     area = trained["area_proportional"]
     assert area["n_samples"] == 6000 and area["population_pixels"] > area["n_samples"]
@@ -220,8 +221,8 @@ def test_area_proportional_probe_samples_the_map_population(trained: dict[str, A
     y, folds = pixels["label"].to_numpy(), pixels["fold"].to_numpy()
     data = _Sample(rows, cols, y, grid.values(rows, cols))
     cfg = TrainConfig.from_options(TrainOptions(protocol="igbp7", fast=True, params=dict(PARAMS)))
-    population = map_population(labels, land_mask(grid), data, folds, cfg, [EXCLUDED])
-    probe = probe_sample(population, labels, grid, data, folds, cfg)
+    inputs = _Inputs(cfg, labels, land_mask(grid), grid, [EXCLUDED])
+    probe = probe_sample(inputs, map_population(inputs, data, folds), data, folds)
     assert land_mask(grid)[probe.rows, probe.cols].all()
     assert not in_bboxes(probe.rows, probe.cols, [EXCLUDED]).any()
     assert np.isin(probe.y, range(7)).all()

@@ -9,11 +9,10 @@ import numpy as np
 
 from earthops.features.global_grid import GRID_SHAPE, FeatureGrid, extract_chips
 from earthops.models.metrics import headline_figures
-from earthops.usecases.base import BBox
-from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
+from earthops.usecases.landcover_global.config import PROTOCOLS
 from earthops.usecases.landcover_global.labels import _box_mask, block_fold_table, block_ids
 from earthops.usecases.landcover_global.metrics import classification_metrics
-from earthops.usecases.landcover_global.samples import _Probe, _Sample
+from earthops.usecases.landcover_global.samples import _Inputs, _Probe, _Sample
 
 
 def land_mask(grid: FeatureGrid) -> np.ndarray:
@@ -29,15 +28,11 @@ Population = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, fold
 
 
 def probe_sample(
-    population: Population,
-    labels: np.ndarray,
-    grid: FeatureGrid,
-    data: _Sample,
-    folds: np.ndarray,
-    cfg: TrainConfig,
+    inputs: _Inputs, population: Population, data: _Sample, folds: np.ndarray
 ) -> _Probe:
     """Draw the :class:`_Probe` (``cfg.probe_pixels`` pixels of the :func:`map_population`,
     seeded) for the block folds of ``data``."""
+    cfg, labels, grid = inputs.cfg, inputs.labels, inputs.grid
     rows, cols, fold = population
     classes = PROTOCOLS[cfg.protocol]
     y_all = labels[rows, cols].astype(np.int64)
@@ -62,21 +57,19 @@ def probe_sample(
 
 
 def map_population(
-    labels: np.ndarray,
-    land: np.ndarray,
+    inputs: _Inputs,
     data: _Sample,
     folds: np.ndarray,
-    cfg: TrainConfig,
-    exclude: Sequence[BBox] = (),
     classes: Sequence[int] | None = None,
 ) -> Population:
-    """``(rows, cols, fold)`` of the map population: every land pixel (``land``, the
-    :func:`land_mask`) of ``classes`` (default: the protocol's) outside ``exclude``, in a block
-    that has a fold."""
+    """``(rows, cols, fold)`` of the map population: every land pixel (``inputs.land``, the
+    :func:`land_mask`) of ``classes`` (default: the protocol's) outside the excluded boxes, in
+    a block that has a fold."""
+    cfg, labels = inputs.cfg, inputs.labels
     wanted = PROTOCOLS[cfg.protocol] if classes is None else classes
-    population = land & np.isin(labels, wanted)
-    if exclude:
-        population &= ~_box_mask(labels.shape, exclude)
+    population = inputs.land & np.isin(labels, wanted)
+    if inputs.exclude:
+        population &= ~_box_mask(labels.shape, inputs.exclude)
     rows, cols = np.nonzero(population)
     fold = block_fold_table(data.rows, data.cols, folds, cfg.block_deg)[
         block_ids(rows, cols, cfg.block_deg)
@@ -86,12 +79,7 @@ def map_population(
 
 
 def add_area_extras(
-    population: Population,
-    labels: np.ndarray,
-    grid: FeatureGrid,
-    data: _Sample,
-    folds: np.ndarray,
-    cfg: TrainConfig,
+    inputs: _Inputs, population: Population, data: _Sample, folds: np.ndarray
 ) -> tuple[_Sample, np.ndarray]:
     """The class-balanced ``data`` plus ``cfg.n_random`` pixels drawn uniformly from the
     :func:`map_population` of its folds (never a pixel already drawn), each in its block's
@@ -100,6 +88,7 @@ def add_area_extras(
     Drawing from the probe's population keeps that population — and so the area-proportional
     figures — the same with and without extras.
     """
+    cfg, labels, grid = inputs.cfg, inputs.labels, inputs.grid
     rows, cols, fold = population
     width = GRID_SHAPE[1]
     candidates = np.flatnonzero(~np.isin(rows * width + cols, data.rows * width + data.cols))

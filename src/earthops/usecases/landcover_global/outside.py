@@ -17,16 +17,13 @@ right when the map says "other land"), with and without the gate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from earthops.features.global_grid import FeatureGrid
 from earthops.logs import get_logger
 from earthops.models.metrics import classification_metrics, headline_figures
-from earthops.usecases.base import BBox
 from earthops.usecases.landcover_global.area import map_population
 from earthops.usecases.landcover_global.config import PROTOCOLS, TrainConfig
 from earthops.usecases.landcover_global.labels import (
@@ -34,7 +31,7 @@ from earthops.usecases.landcover_global.labels import (
     block_ids,
     sample_pixels,
 )
-from earthops.usecases.landcover_global.samples import _Probe, _Sample
+from earthops.usecases.landcover_global.samples import _Inputs, _Probe, _Sample
 
 log = get_logger(__name__)
 
@@ -69,16 +66,11 @@ class GateFit:
 
 
 def fit_outside_gate(
-    cfg: TrainConfig,
+    inputs: _Inputs,
     data: _Sample,
     folds: np.ndarray,
     probe: _Probe,
     probe_correct: np.ndarray,
-    *,
-    labels: np.ndarray,
-    land: np.ndarray,
-    grid: FeatureGrid,
-    exclude: Sequence[BBox] = (),
 ) -> GateFit | None:
     """Block-CV and fit the gate of ``cfg.protocol`` (``None`` when the protocol has every
     class, or no land pixel of the other classes is drawable).
@@ -86,6 +78,7 @@ def fit_outside_gate(
     ``probe_correct`` says, per probe pixel, whether the class model of its fold labels it
     right with the logged model's decision (:func:`map_accuracy` combines both).
     """
+    cfg, labels, land, grid = inputs.cfg, inputs.labels, inputs.land, inputs.grid
     others = outside_classes(cfg.protocol)
     if not others:
         return None
@@ -95,7 +88,7 @@ def fit_outside_gate(
         others,
         -(-int(inside.sum()) // len(others)),
         seed=cfg.seed + 3,
-        exclude=exclude,
+        exclude=inputs.exclude,
         include=cfg.include_boxes,
         within=land,
     )
@@ -107,7 +100,7 @@ def fit_outside_gate(
     gate_folds = np.concatenate([folds[inside], out_folds])
 
     # the probe's counterpart: a simple random sample of the other classes' map population
-    p_rows, p_cols, p_folds = map_population(labels, land, data, folds, cfg, exclude, others)
+    p_rows, p_cols, p_folds = map_population(inputs, data, folds, others)
     n_outside_land = int(p_rows.size)
     rng = np.random.default_rng(cfg.seed + 4)
     pick = np.sort(rng.choice(p_rows.size, min(probe.y.size, p_rows.size), replace=False))

@@ -1,10 +1,28 @@
-"""Containers of the training sample and of the area-proportional probe."""
+"""Containers of a training run's inputs, its sample and its area-proportional probe."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from earthops.features.global_grid import FeatureGrid
+from earthops.usecases.base import BBox
+from earthops.usecases.landcover_global.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What every stage of a training run reads and none changes: the config, the label
+    raster, the land mask (:func:`~.area.land_mask`), the feature grid and the boxes kept out
+    of training (``--exclude-bbox``)."""
+
+    cfg: TrainConfig
+    labels: np.ndarray
+    land: np.ndarray
+    grid: FeatureGrid
+    exclude: Sequence[BBox] = ()
 
 
 @dataclass

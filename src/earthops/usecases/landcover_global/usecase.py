@@ -81,7 +81,7 @@ from earthops.usecases.landcover_global.outside import (
     fit_outside_gate,
     outside_classes,
 )
-from earthops.usecases.landcover_global.samples import _Sample
+from earthops.usecases.landcover_global.samples import _Inputs, _Sample
 
 log = get_logger(__name__)
 
@@ -117,21 +117,21 @@ class GlobalLandCover:
         started = time.perf_counter()
         cfg = TrainConfig.from_options(options)
         classes = PROTOCOLS[cfg.protocol]
-        labels = read_labels(options.dataset)
         grid = load_feature_grid(cfg.grid)
-        land = land_mask(grid)
-        data = self._sample(
-            labels, grid, cfg, options.exclude_bboxes, classes, land if cfg.land_only else None
+        inputs = _Inputs(
+            cfg, read_labels(options.dataset), land_mask(grid), grid, options.exclude_bboxes
         )
+        land = inputs.land
+        data = self._sample(inputs, classes)
         blocks = block_ids(data.rows, data.cols, cfg.block_deg)
         n_blocks = int(np.unique(blocks).size)
         folds = block_folds(data.y, blocks, cfg.n_folds, cfg.seed)
-        population = map_population(labels, land, data, folds, cfg, options.exclude_bboxes)
+        population = map_population(inputs, data, folds)
         if cfg.n_random:
-            data, folds = add_area_extras(population, labels, grid, data, folds, cfg)
+            data, folds = add_area_extras(inputs, population, data, folds)
         log.info("landcover_global.sample", protocol=cfg.protocol, n=len(data.y), blocks=n_blocks)
 
-        probe = probe_sample(population, labels, grid, data, folds, cfg)
+        probe = probe_sample(inputs, population, data, folds)
         # the headline is scored on the class-balanced rows; with area-proportional extras in
         # training, their probabilities are shifted back to a uniform class prior first
         bal = data.balanced
@@ -156,17 +156,7 @@ class GlobalLandCover:
         gate = fitted_gate = None
         if cfg.outside_gate:
             correct = probe_decision(probe, sel.probe_proba, classes, cfg.decision, balance)
-            fitted_gate = fit_outside_gate(
-                cfg,
-                data,
-                folds,
-                probe,
-                correct == probe.y,
-                labels=labels,
-                land=land,
-                grid=grid,
-                exclude=options.exclude_bboxes,
-            )
+            fitted_gate = fit_outside_gate(inputs, data, folds, probe, correct == probe.y)
             if fitted_gate is not None:
                 gate = fitted_gate.gate
                 metrics["outside_gate"] = fitted_gate.metrics
@@ -214,23 +204,16 @@ class GlobalLandCover:
             log_confusion_matrix(y_bal, final_pred, list(classes), names=IGBP.names())
         return metrics
 
-    def _sample(
-        self,
-        labels: np.ndarray,
-        grid: FeatureGrid,
-        cfg: TrainConfig,
-        exclude: Sequence[BBox],
-        classes: Sequence[int],
-        within: np.ndarray | None = None,
-    ) -> _Sample:
+    def _sample(self, inputs: _Inputs, classes: Sequence[int]) -> _Sample:
+        cfg, labels = inputs.cfg, inputs.labels
         rows, cols = sample_pixels(
             labels,
             classes,
             cfg.n_per_class,
             seed=cfg.seed,
-            exclude=exclude,
+            exclude=inputs.exclude,
             include=cfg.include_boxes,
-            within=within,
+            within=inputs.land if cfg.land_only else None,
         )
         y = labels[rows, cols].astype(np.int64)
         present = np.unique(y)
@@ -239,7 +222,7 @@ class GlobalLandCover:
                 f"training sample has {present.size} class(es) after exclusions; need >= 2"
             )
         chips = extract_chips(rows, cols, cfg.chip_size) if "vit" in cfg.models else None
-        return _Sample(rows, cols, y, grid.values(rows, cols), chips)
+        return _Sample(rows, cols, y, inputs.grid.values(rows, cols), chips)
 
     def _refit(
         self,
