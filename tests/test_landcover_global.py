@@ -40,6 +40,7 @@ from earthops.usecases.landcover_global import (
     read_labels,
     sample_pixels,
 )
+from earthops.usecases.landcover_global.outside import THRESHOLD
 
 REGION = (-20.0, -35.0, 60.0, 40.0)  # Africa + Europe: ~50 blocks of 10°
 EXCLUDED = BBox.parse("10,-5,25,10")  # Congo basin: evergreen broadleaf forest
@@ -444,7 +445,7 @@ def test_map_is_a_valid_cog_with_palette(trained: dict[str, Any], tmp_path: Path
         assert ds.count == 2 and ds.descriptions == ("igbp", "max_probability_pct")
         classes, p = ds.read(1), ds.read(2)
     assert 0 < p.max() <= 100
-    assert (p[classes == OUTSIDE] >= 50).all()  # the gate's own P(outside) there
+    assert (p[classes == OUTSIDE] >= np.floor(100 * THRESHOLD)).all()  # the gate's P(outside)
     np.testing.assert_array_equal(classes, mapped)  # both decision paths agree
 
 
@@ -458,7 +459,17 @@ def test_outside_gate_is_block_validated_on_the_other_classes(trained: dict[str,
     lon, lat = pixels["lon"].to_numpy(), pixels["lat"].to_numpy()
     assert not EXCLUDED.contains(lon, lat).any() and BBox(*REGION).contains(lon, lat).all()
     grid = load_feature_grid(GridSpec.model_validate(GRID))
-    assert land_mask(grid)[pixels["row"].to_numpy(), pixels["col"].to_numpy()].all()
+    land = land_mask(grid)
+    assert land[pixels["row"].to_numpy(), pixels["col"].to_numpy()].all()
+    # drawn by area: each class as common as on the land they were drawn from
+    rows, cols = np.nonzero(land & np.isin(read_labels(), range(7, 17)))
+    drawable = in_bboxes(rows, cols, [BBox(*REGION)]) & ~in_bboxes(rows, cols, [EXCLUDED])
+    population = read_labels()[rows[drawable], cols[drawable]]
+    shares = pixels["label"].value_counts(normalize=True)
+    for cls in range(7, 17):
+        share = np.mean(population == cls)
+        four_se = 4 * np.sqrt(share * (1 - share) / len(pixels)) + 1e-3
+        assert shares.get(cls, 0.0) == pytest.approx(share, abs=four_se), cls
     # one fold per block, shared with the class sample's pixels in that block
     both = pd.concat([_training_pixels(trained), pixels])
     blocks = block_ids(both["row"].to_numpy(), both["col"].to_numpy())
@@ -489,16 +500,21 @@ def test_outside_gate_flags_land_pixels_and_leaves_class_labels_alone(
     rows, cols = sample_pixels(labels, range(17), 150, seed=9, include=[BBox(*REGION)])
     X, y = grid.values(rows, cols), labels[rows, cols]
     flagged, p_outside = model.outside_arrays(X), model.outside_proba(X)
-    np.testing.assert_array_equal(flagged, p_outside > 0.5)  # labels path == probabilities
+    assert model.gate_threshold == THRESHOLD != 0.5  # the logged model carries its threshold
+    np.testing.assert_array_equal(flagged, p_outside > THRESHOLD)  # labels == probabilities
     sea = ~land_mask(grid)[rows, cols]
     assert sea.any() and not flagged[sea].any() and (p_outside[sea] == 0).all()
     other = np.isin(y, outside_classes("igbp7")) & ~sea
     assert flagged[other].mean() > flagged[~other & ~sea].mean() + 0.4
     labelled = model.predict_arrays(X)
     assert set(labelled.tolist()) <= set(range(7))  # the class model never says "other"
-    model.outside_gate = None
+    gate, model.outside_gate = model.outside_gate, None
     assert not model.has_outside_gate and not model.outside_arrays(X).any()
     np.testing.assert_array_equal(model.predict_arrays(X), labelled)
+    model.outside_gate = gate
+    del model.__dict__["outside_threshold"]  # logged before the threshold was stored
+    assert model.gate_threshold == 0.5
+    np.testing.assert_array_equal(model.outside_arrays(X), p_outside > 0.5)
     del model.__dict__["outside_gate"]  # a model logged before the gate
     assert not model.has_outside_gate and not model.outside_proba(X).any()
     with pytest.raises(EarthOpsError, match="params.outside_gate 'yes'"):

@@ -61,6 +61,25 @@ def _box_mask(shape: tuple[int, ...], bboxes: Sequence[BBox]) -> np.ndarray:
     return mask
 
 
+def drawable_mask(
+    shape: tuple[int, ...],
+    *,
+    exclude: Sequence[BBox] = (),
+    include: Sequence[BBox] = (),
+    within: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Where pixels may be drawn: outside every ``exclude`` box, inside some ``include`` box
+    (when any) and where ``within`` holds (when given); ``None`` when nothing restricts."""
+    allowed = None
+    if exclude or include:
+        allowed = _box_mask(shape, include) if include else np.ones(shape, bool)
+        if exclude:
+            allowed &= ~_box_mask(shape, exclude)
+    if within is not None:
+        allowed = within.copy() if allowed is None else allowed & within
+    return allowed
+
+
 def sample_pixels(
     labels: np.ndarray,
     classes: Sequence[int],
@@ -80,19 +99,12 @@ def sample_pixels(
     rng = np.random.default_rng(seed)
     width = labels.shape[1]
     flat = labels.ravel()
-    allowed = None
-    if exclude or include:
-        allowed = _box_mask(labels.shape, include) if include else np.ones(labels.shape, bool)
-        if exclude:
-            allowed &= ~_box_mask(labels.shape, exclude)
-        allowed = allowed.ravel()
-    if within is not None:
-        allowed = within.ravel() if allowed is None else allowed & within.ravel()
+    allowed = drawable_mask(labels.shape, exclude=exclude, include=include, within=within)
     rows_out, cols_out = [], []
     for cls in classes:
         hit = flat == cls
         if allowed is not None:
-            hit &= allowed
+            hit &= allowed.ravel()
         idx = np.flatnonzero(hit)
         if idx.size > n_per_class:
             idx = rng.choice(idx, n_per_class, replace=False)

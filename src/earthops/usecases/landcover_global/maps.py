@@ -27,7 +27,6 @@ from earthops.usecases.landcover_global.config import MAP_INPUTS, NAME, NODATA
 from earthops.usecases.landcover_global.outside import (
     OUTSIDE,
     OUTSIDE_COLOUR,
-    THRESHOLD,
     outside_name,
 )
 
@@ -196,7 +195,7 @@ def _classify(
     prob = np.zeros(len(feats), dtype=np.uint8)
     if with_probability:
         p_outside = model.outside_proba(feats)
-        outside = p_outside > THRESHOLD
+        outside = p_outside > model.gate_threshold
         prob[outside] = np.rint(100 * p_outside[outside])
     else:
         outside = model.outside_arrays(feats)

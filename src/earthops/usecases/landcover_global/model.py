@@ -36,7 +36,8 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
     Köppen-Geiger land (``koppen`` feature not > 0) get it from this land mask, as land-cover
     products mask the sea, instead of from members that never saw the open sea. A model whose
     protocol lacks some classes may carry an ``outside_gate`` (:mod:`.outside`): a binary
-    classifier that says which land pixels belong to none of its classes, for maps.
+    classifier that says which land pixels belong to none of its classes, for maps: those
+    whose P(outside) exceeds ``outside_threshold``.
     """
 
     #: pickles (logged models) name the package, so the module layout can change under them
@@ -54,6 +55,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         balance_shift: Sequence[float] | None = None,
         sea_class: int | None = None,
         outside_gate: Any = None,
+        outside_threshold: float = 0.5,
     ) -> None:
         self.members = members
         self.stacker = stacker
@@ -65,6 +67,7 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         self.balance_shift = balance_shift
         self.sea_class = sea_class
         self.outside_gate = outside_gate
+        self.outside_threshold = outside_threshold
 
     def _with_sea(
         self,
@@ -183,10 +186,16 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
     def has_outside_gate(self) -> bool:
         return getattr(self, "outside_gate", None) is not None  # older models lack it
 
+    @property
+    def gate_threshold(self) -> float:
+        """P(outside) above which the gate flags a pixel (0.5 for models logged before the
+        threshold was stored)."""
+        return float(getattr(self, "outside_threshold", 0.5))
+
     def outside_arrays(self, features: np.ndarray) -> np.ndarray:
-        """Rows the outside gate puts in none of the model's classes: P(outside) > 0.5, on
-        Köppen-Geiger land only (all ``False`` without a gate)."""
-        return self._on_gated_land(features, lambda X: self.outside_gate.predict(X) == 1, False)
+        """Rows the outside gate puts in none of the model's classes (P(outside) above
+        :attr:`gate_threshold`), on Köppen-Geiger land only (all ``False`` without a gate)."""
+        return self.outside_proba(features) > self.gate_threshold
 
     def outside_proba(self, features: np.ndarray) -> np.ndarray:
         """P(outside the model's classes) per row (0 off land and without a gate)."""

@@ -81,6 +81,9 @@ from earthops.usecases.landcover_global.outside import (
     fit_outside_gate,
     outside_classes,
 )
+from earthops.usecases.landcover_global.outside import (
+    THRESHOLD as OUTSIDE_THRESHOLD,
+)
 from earthops.usecases.landcover_global.samples import _Inputs, _Sample
 
 log = get_logger(__name__)
@@ -254,6 +257,7 @@ class GlobalLandCover:
             balance_shift=balance_shift(data.y, classes).tolist() if data.has_extras else None,
             sea_class=0 if cfg.land_only and 0 in classes else None,
             outside_gate=outside_gate,
+            outside_threshold=OUTSIDE_THRESHOLD,
         )
 
     @staticmethod
@@ -391,7 +395,14 @@ def _run_params(
         "grid_spec": cfg.grid.key(),
         "chip_size": cfg.chip_size,
         **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
-        **({f"gate.{p}": v for p, v in cfg.gate_params.items()} if gated else {}),
+        **(
+            {
+                **{f"gate.{p}": v for p, v in cfg.gate_params.items()},
+                "gate.threshold": OUTSIDE_THRESHOLD,
+            }
+            if gated
+            else {}
+        ),
     }
 
 
@@ -415,6 +426,7 @@ def _model_metadata(
         "decision": cfg.decision,
         "land_only": cfg.land_only,
         "outside_value": OUTSIDE if model.has_outside_gate else None,
+        "outside_threshold": model.gate_threshold if model.has_outside_gate else None,
         "needs_chips": model.needs_chips,
         "chip_size": cfg.chip_size,
         "grid_spec": cfg.grid.model_dump(mode="json"),
