@@ -99,7 +99,8 @@ def test_map_inference_vs_random_forest_predict(tmp_path: Path) -> None:
     else:  # a stacked model
         own = model.classes_[np.argmax(model.proba_arrays(features[every]), axis=1)]
     on_land = features[every][:, grid.feature_names.index("koppen")] > 0
-    gate_says = model.outside_gate.estimator_.predict_proba(features[every])[:, 1] > 0.5
+    p_outside = model.outside_gate.estimator_.predict_proba(features[every])[:, 1]
+    gate_says = p_outside > model.gate_threshold
     np.testing.assert_array_equal(
         mapped.ravel()[every], np.where(on_land & gate_says, OUTSIDE, own)
     )
