@@ -93,12 +93,11 @@ def fit_outside_gate(
     if not others:
         return None
     inside = data.balanced & land[data.rows, data.cols]
-    drawable = drawable_mask(
-        labels.shape, exclude=inputs.exclude, include=cfg.include_boxes, within=land
-    )
-    rows, cols = random_pixels(
-        np.isin(labels, others) & drawable, int(inside.sum()), seed=cfg.seed + 3
-    )
+    other_land = np.isin(labels, others) & land
+    drawable = drawable_mask(labels.shape, exclude=inputs.exclude, include=cfg.include_boxes)
+    if drawable is not None:
+        other_land &= drawable
+    rows, cols = random_pixels(other_land, int(inside.sum()), seed=cfg.seed + 3)
     if rows.size == 0:
         return None
     out_folds = _assigned_folds(rows, cols, data, folds, cfg)
