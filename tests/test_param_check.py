@@ -60,3 +60,18 @@ def test_use_case_configs_name_the_ignored_key(
         build(TrainOptions(params=params))  # type: ignore[operator]
     fine = {k: {} if isinstance(v, dict) else v for k, v in params.items()}
     build(TrainOptions(params=fine))  # type: ignore[operator]  # the same config, spelt right
+
+
+def test_a_lightgbm_without_its_private_alias_table_is_left_unchecked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lightgbm.basic
+
+    from earthops.models import param_check
+
+    monkeypatch.delattr(lightgbm.basic, "_ConfigAliases")
+    param_check._lightgbm_names.cache_clear()
+    try:  # a config must still build; the check is skipped, not failed
+        assert ignored_params(make_classifier("lightgbm", num_leave=3)) == []
+    finally:
+        param_check._lightgbm_names.cache_clear()

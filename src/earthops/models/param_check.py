@@ -25,20 +25,29 @@ def ignored_params(estimator: Any) -> list[str]:
     inner = getattr(estimator, "estimator", estimator)
     module = type(inner).__module__
     if module.startswith("lightgbm"):
-        return sorted(set(getattr(inner, "_other_params", {})) - _lightgbm_names())
+        known = _lightgbm_names()
+        if known is None:  # a LightGBM without its alias table: nothing to check against
+            return []
+        return sorted(set(getattr(inner, "_other_params", {})) - known)
     if module.startswith("xgboost") and getattr(inner, "kwargs", None):
         return _xgboost_unused(inner)
     return []
 
 
 @cache
-def _lightgbm_names() -> frozenset[str]:
-    """Every parameter LightGBM knows: its sklearn arguments, core names and aliases."""
+def _lightgbm_names() -> frozenset[str] | None:
+    """Every parameter LightGBM knows: its sklearn arguments, core names and aliases (``None``
+    if its alias table, a private API, is gone)."""
     from lightgbm import LGBMModel
-    from lightgbm.basic import _ConfigAliases
 
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        table = _ConfigAliases._get_all_param_aliases()
+    except (ImportError, AttributeError):
+        return None
     names = set(inspect.signature(LGBMModel.__init__).parameters)
-    for name, aliases in _ConfigAliases._get_all_param_aliases().items():
+    for name, aliases in table.items():
         names.update({name, *aliases})
     return frozenset(names)
 
