@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from earthops.errors import EarthOpsError
-from earthops.usecases.base import BBox, EvalOptions
+from earthops.usecases.base import BBox
 from earthops.usecases.landcover_global.labels import (
     _box_mask,
     _pixels_in_bboxes,
@@ -39,9 +40,28 @@ class EvalPixels(NamedTuple):
     total: int | None
 
 
+@dataclass(frozen=True)
+class LabelSource:
+    """A labelled dataset, read once: ``points`` ``(rows, cols, labels)`` of a CSV, or the
+    ``raster`` of IGBP labels on the CMG grid."""
+
+    name: str
+    points: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    raster: np.ndarray | None = None
+
+
+def read_label_source(dataset: Path | None) -> LabelSource:
+    """A ``lon,lat,label`` CSV, a GeoTIFF label raster, or (``None``) the catalog MCD12C1."""
+    if dataset is not None and Path(dataset).suffix.lower() == ".csv":
+        return LabelSource(str(dataset), points=read_label_csv(dataset))
+    name = str(dataset) if dataset is not None else "mcd12c1-2019"
+    return LabelSource(name, raster=read_labels(dataset))
+
+
 def eval_pixels(
-    options: EvalOptions,
+    labelled: LabelSource,
     classes: Sequence[int],
+    bboxes: Sequence[BBox] = (),
     region: BBox | None = None,
     *,
     land: np.ndarray | None = None,
@@ -49,32 +69,32 @@ def eval_pixels(
     max_pixels: int = 50_000,
     seed: int = 7,
 ) -> EvalPixels:
-    """Labelled pixels to score — from a CSV/GeoTIFF dataset or the catalog MCD12C1 — and a
-    description of their population.
+    """Labelled pixels of ``classes`` to score (inside ``bboxes`` when any) and a description
+    of their population.
 
     ``land`` (a CMG land mask, given for ``decision="area"`` and ``land_only`` models)
-    keeps raster labels to land pixels. With no dataset and no boxes the catalog is sampled
-    globally: class-balanced, or with ``area`` a simple random sample of the land pixels,
-    the map's own class mix. ``region`` (the model's feature-grid region, when it has one)
-    limits them further. More than ``max_pixels`` are thinned by a seeded random draw.
+    keeps raster labels to land pixels. With no boxes a raster is sampled globally:
+    class-balanced, or with ``area`` a simple random sample of the land pixels, the map's own
+    class mix. ``region`` (the model's feature-grid region, when it has one) limits them
+    further. More than ``max_pixels`` are thinned by a seeded random draw.
     """
-    dataset = options.dataset
+    source = labelled.name
     total: int | None = None
     balanced = False
-    if dataset is not None and Path(dataset).suffix.lower() == ".csv":
-        rows, cols, y = read_label_csv(dataset)
+    if labelled.points is not None:
+        rows, cols, y = labelled.points
         keep = np.isin(y, classes)
-        if options.bboxes:
-            keep &= in_bboxes(rows, cols, options.bboxes)
+        if bboxes:
+            keep &= in_bboxes(rows, cols, bboxes)
         rows, cols, y = rows[keep], cols[keep], y[keep]
-        source, population = str(dataset), "the dataset's labelled points"
+        population = "the dataset's labelled points"
     else:
-        labels = read_labels(dataset)
-        source = str(dataset) if dataset is not None else "mcd12c1-2019"
+        labels = labelled.raster
+        assert labels is not None  # a source is points or a raster
         include = [region] if region is not None else []
         on_land = "" if land is None else " on land"
-        if options.bboxes:
-            rows, cols = _pixels_in_bboxes(labels, options.bboxes, classes)
+        if bboxes:
+            rows, cols = _pixels_in_bboxes(labels, bboxes, classes)
             if land is not None:
                 keep = land[rows, cols]
                 rows, cols = rows[keep], cols[keep]
@@ -105,7 +125,7 @@ def eval_pixels(
         keep = in_bboxes(rows, cols, [region])
         rows, cols, y = rows[keep], cols[keep], y[keep]
     if y.size == 0:
-        boxes = [*options.bboxes, *([region] if region is not None else [])]
+        boxes = [*bboxes, *([region] if region is not None else [])]
         where = f" inside {' and '.join(map(str, boxes))}" if boxes else ""
         raise EarthOpsError(f"no labelled pixels of classes {list(classes)}{where} in {source}")
     if total is None and not balanced:

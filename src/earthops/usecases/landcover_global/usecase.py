@@ -61,7 +61,12 @@ from earthops.usecases.landcover_global.config import (
     check_protocol,
 )
 from earthops.usecases.landcover_global.cv import _fit_member, _log_training_pixels
-from earthops.usecases.landcover_global.evaluation import EvalPixels, eval_pixels, score_gate
+from earthops.usecases.landcover_global.evaluation import (
+    EvalPixels,
+    eval_pixels,
+    read_label_source,
+    score_gate,
+)
 from earthops.usecases.landcover_global.labels import (
     block_folds,
     block_ids,
@@ -301,8 +306,14 @@ class GlobalLandCover:
         area = meta.get("decision") == "area"
         land_only = bool(meta.get("land_only", False))
         land = land_mask(grid)
+        labelled = read_label_source(options.dataset)
         scored = eval_pixels(
-            options, classes, region, land=land if area or land_only else None, area=area
+            labelled,
+            classes,
+            options.bboxes,
+            region,
+            land=land if area or land_only else None,
+            area=area,
         )
         rows, cols, y = scored.rows, scored.cols, scored.y
         honesty = holdout_fields(  # training pixels were drawn outside every excluded box
@@ -331,7 +342,7 @@ class GlobalLandCover:
             others = outside_classes(str(meta.get("protocol", DEFAULT_PROTOCOL)))
             try:  # the other classes' land pixels, drawn by the same rule
                 drawn: EvalPixels | None = eval_pixels(
-                    options, others, region, land=land, area=area
+                    labelled, others, options.bboxes, region, land=land, area=area
                 )
             except EarthOpsError:  # none of them there
                 drawn = None
