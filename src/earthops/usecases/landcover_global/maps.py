@@ -193,12 +193,10 @@ def _classify(
     """
     values = np.full(len(feats), OUTSIDE, dtype=np.uint8)
     prob = np.zeros(len(feats), dtype=np.uint8)
+    p_outside = model.outside_proba(feats)
+    outside = p_outside > model.gate_threshold
     if with_probability:
-        p_outside = model.outside_proba(feats)
-        outside = p_outside > model.gate_threshold
         prob[outside] = np.rint(100 * p_outside[outside])
-    else:
-        outside = model.outside_arrays(feats)
     keep = slice(None) if not outside.any() else ~outside  # no copy when nothing is flagged
     if not outside.all():
         kept_chips = None if chips is None else chips[keep]

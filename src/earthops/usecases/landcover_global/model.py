@@ -198,23 +198,16 @@ class GlobalLandCoverModel(ClassifierMixin, BaseEstimator):
         return self.outside_proba(features) > self.gate_threshold
 
     def outside_proba(self, features: np.ndarray) -> np.ndarray:
-        """P(outside the model's classes) per row (0 off land and without a gate)."""
-        return self._on_gated_land(
-            features, lambda X: self.outside_gate.predict_proba(X)[:, 1], 0.0
-        )
-
-    def _on_gated_land(
-        self, features: np.ndarray, score: Callable[[np.ndarray], np.ndarray], fill: Any
-    ) -> np.ndarray:
-        """``score`` of the land rows (the gate was trained on land: the open sea is never
-        outside, whether or not the model has a sea class); ``fill`` elsewhere."""
-        out = np.full(len(features), fill)
+        """P(outside the model's classes) per row: the gate's on land, 0 off land (the gate
+        was trained on land: the open sea is never outside, whether or not the model has a
+        sea class) and without a gate."""
+        out = np.zeros(len(features))
         if not self.has_outside_gate:
             return out
         off_land = self._off_land(features)
         land = np.ones(len(features), dtype=bool) if off_land is None else ~off_land
         if land.any():
-            out[land] = score(features[land])
+            out[land] = self.outside_gate.predict_proba(features[land])[:, 1]
         return out
 
     def _arrays(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
