@@ -14,7 +14,6 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 _XGB_UNUSED = re.compile(r"Parameters: \{ (.*?) \} (?:are|is) not used", re.DOTALL)
 
@@ -55,6 +54,8 @@ def _lightgbm_names() -> frozenset[str] | None:
 def _xgboost_unused(model: Any) -> list[str]:
     """XGBoost names the parameters it drops only when it trains: train one tree on four
     rows and read its warning."""
+    from sklearn.base import clone
+
     probe = clone(model).set_params(n_estimators=1, n_jobs=1, verbosity=1)
     X = np.array([[0.0], [1.0], [0.0], [1.0]])
     y = np.array([0, 1, 0, 1])

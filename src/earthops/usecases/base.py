@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from earthops.data.identity import DatasetRef
 from earthops.errors import EarthOpsError
+from earthops.models.param_check import ignored_params
 
 #: keys every classification use case's metrics JSON carries (DESIGN's CLI contract)
 CLASSIFICATION_KEYS = frozenset(
@@ -98,8 +99,6 @@ def merge_member_params(defaults: Any, params: dict[str, Any]) -> dict[str, Any]
 def check_members(kinds: Iterable[str], build: Callable[[str], Any]) -> None:
     """Build every member once (cheap: no fitting), so that a misspelt member parameter is a
     clear error before any training starts rather than a traceback in the middle of it."""
-    from earthops.models.param_check import ignored_params
-
     for kind in kinds:
         try:
             estimator = build(kind)

@@ -196,7 +196,7 @@ class GlobalLandCover:
             log_dataset_refs(self.dataset_refs(options))
             import mlflow
 
-            mlflow.log_params(_run_params(cfg, options, sel.selected, model.has_outside_gate))
+            mlflow.log_params(_run_params(cfg, options, sel.selected, model))
             _log_training_pixels(data.rows, data.cols, data.y, folds, TRAINING_PIXELS)
             if fitted_gate is not None:
                 _log_training_pixels(*fitted_gate.outside_pixels, OUTSIDE_PIXELS)
@@ -386,7 +386,7 @@ class GlobalLandCover:
 
 
 def _run_params(
-    cfg: TrainConfig, options: TrainOptions, selected: str, gated: bool
+    cfg: TrainConfig, options: TrainOptions, selected: str, model: GlobalLandCoverModel
 ) -> dict[str, Any]:
     """The MLflow run parameters of a training run."""
     return {
@@ -409,9 +409,9 @@ def _run_params(
         **(
             {
                 **{f"gate.{p}": v for p, v in cfg.gate_params.items()},
-                "gate.threshold": OUTSIDE_THRESHOLD,
+                "gate.threshold": model.gate_threshold,
             }
-            if gated
+            if model.has_outside_gate
             else {}
         ),
     }
