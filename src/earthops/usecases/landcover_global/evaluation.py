@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from earthops.errors import EarthOpsError
+from earthops.features.global_grid import FeatureGrid
 from earthops.usecases.base import BBox
 from earthops.usecases.landcover_global.labels import (
     _box_mask,
@@ -142,9 +143,9 @@ def score_gate(
     features: np.ndarray,
     pred: np.ndarray,
     others: EvalPixels | None,
-    other_features: np.ndarray | None,
-    land: np.ndarray,
     other_classes: Sequence[int],
+    land: np.ndarray,
+    grid: FeatureGrid,
 ) -> dict[str, Any]:
     """The outside gate of ``model`` where ``evaluate`` scores it.
 
@@ -164,8 +165,8 @@ def score_gate(
         "n_outside": 0,
     }
     caught = np.zeros(0, dtype=bool)
-    if others is not None and other_features is not None:
-        caught = model.outside_arrays(other_features)
+    if others is not None:
+        caught = model.outside_arrays(grid.values(others.rows, others.cols))
         out.update(n_outside=int(caught.size), outside_caught=round(float(caught.mean()), 4))
     inside_total = scored.total
     outside_total = 0 if others is None else others.total

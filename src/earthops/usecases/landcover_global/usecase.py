@@ -347,14 +347,7 @@ class GlobalLandCover:
             except EarthOpsError:  # none of them there
                 drawn = None
             metrics["outside_gate"] = score_gate(
-                model,
-                scored,
-                features,
-                pred,
-                drawn,
-                None if drawn is None else grid.values(drawn.rows, drawn.cols),
-                land,
-                others,
+                model, scored, features, pred, drawn, others, land, grid
             )
         return metrics
 
