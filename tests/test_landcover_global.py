@@ -380,6 +380,14 @@ def test_evaluate_scores_labelled_csv_and_geotiff_datasets(
         usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "bad_row.csv"))
     with pytest.raises(DataError, match="not found"):
         usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "missing.csv"))
+    small = tmp_path / "small.tif"  # a label raster off the CMG grid
+    with rasterio.open(
+        small, "w", **{**profile, "height": 50, "width": 100}, crs="EPSG:4326",
+        transform=from_bounds(-180, -90, 180, 90, 100, 50), nodata=255,
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((50, 100), np.uint8), 1)
+    with pytest.raises(DataError, match="expected a 7200x3600 label raster.*got 100x50"):
+        usecase.evaluate(trained["model_uri"], EvalOptions(dataset=small))
 
 
 def test_bad_protocol_and_bbox_are_clear_errors(
