@@ -21,7 +21,7 @@ from rasterio.transform import from_bounds
 
 from earthops.cli.app import main
 from earthops.errors import DataError, EarthOpsError, SignatureError
-from earthops.features.global_grid import GridSpec, load_feature_grid, pixel_lonlat
+from earthops.features.global_grid import GridSpec, cache_root, load_feature_grid, pixel_lonlat
 from earthops.raster.cog import read_class_names, validate_cog
 from earthops.registry.tracking import load_model
 from earthops.settings import get_settings
@@ -529,6 +529,45 @@ def test_outside_gate_flags_land_pixels_and_leaves_class_labels_alone(
         TrainConfig.from_options(TrainOptions(params={"outside_gate": "yes"}))
 
 
+def test_map_from_user_inputs_reads_their_pixels(
+    trained: dict[str, Any], mirror: Path, tmp_path: Path
+) -> None:
+    """``--input`` rasters replace the catalog's: the catalog file itself reuses the cached
+    grid, a lossless GeoTIFF copy of its pixels gives the same map from a grid of its own, and
+    other pixels give another map."""
+    usecase = get_usecase("landcover-global")
+    uri, catalog_bmng = trained["model_uri"], mirror / "modis" / "bmng_2004_5400x2700.jpg"
+    base = usecase.predict_raster(uri, [], tmp_path / "catalog.tif")
+    grids = {p.name for p in cache_root().iterdir()}
+    same = usecase.predict_raster(uri, [catalog_bmng], tmp_path / "same.tif")
+    assert {p.name for p in cache_root().iterdir()} == grids  # same content: cached grid
+    with rasterio.open(catalog_bmng) as src:
+        rgb = src.read()
+    profile = {
+        "driver": "GTiff", "width": 5400, "height": 2700, "count": 3, "dtype": "uint8",
+        "crs": "EPSG:4326", "transform": from_bounds(-180, -90, 180, 90, 5400, 2700),
+    }  # fmt: skip
+    copy, darker = tmp_path / "bmng_copy.tif", tmp_path / "bmng_darker.tif"
+    with rasterio.open(copy, "w", **profile) as dst:
+        dst.write(rgb)
+    with rasterio.open(darker, "w", **profile) as dst:
+        dst.write(rgb // 2)
+    from_copy = usecase.predict_raster(uri, [copy], tmp_path / "copy.tif")
+    from_darker = usecase.predict_raster(uri, [darker], tmp_path / "darker.tif")
+    assert len({p.name for p in cache_root().iterdir()} - grids) == 2  # one grid per source
+    assert validate_cog(from_darker).is_valid
+
+    def read(path: Path) -> np.ndarray:
+        with rasterio.open(path) as ds:
+            return ds.read(1)
+
+    expected = read(base)
+    np.testing.assert_array_equal(read(same), expected)
+    np.testing.assert_array_equal(read(from_copy), expected)
+    changed = read(from_darker) != expected
+    assert changed[expected != 255].mean() > 0.05  # the model saw the darker colours
+
+
 def test_mismatched_map_inputs_raise_signature_error(
     trained: dict[str, Any], mirror: Path, tmp_path: Path
 ) -> None:
@@ -553,6 +592,9 @@ def test_mismatched_map_inputs_raise_signature_error(
         dst.write(np.zeros((2, 8, 8), dtype=np.uint8))
     with pytest.raises(SignatureError, match="2 band"):
         usecase.predict_raster(uri, [two_band], out)
+    bmng = mirror / "modis" / "bmng_2004_5400x2700.jpg"
+    with pytest.raises(SignatureError, match=r"a second bmng-2004 input \(first: .*bmng_2004"):
+        usecase.predict_raster(uri, [bmng, bmng], out)
     assert not out.exists()
 
 

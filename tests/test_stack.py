@@ -111,6 +111,12 @@ def test_spec_files_round_trip_and_errors(tmp_path: Path) -> None:
         FeatureSpec.from_file(tmp_path / "typo.yaml")
     with pytest.raises(DataError, match="not found"):
         FeatureSpec.from_file(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("windows: [5, 7\n")
+    with pytest.raises(DataError, match=r"broken\.yaml.*not valid YAML"):
+        FeatureSpec.from_file(tmp_path / "broken.yaml")
+    (tmp_path / "list.json").write_text("[5, 7]")
+    with pytest.raises(DataError, match=r"list\.json.*expected a mapping.*got list"):
+        FeatureSpec.from_file(tmp_path / "list.json")
 
 
 def test_spec_check_names_what_is_missing() -> None:
@@ -207,10 +213,22 @@ def test_grid_mismatch_names_the_file(mcd12c1_crop: Path, tmp_path: Path) -> Non
     with rasterio.open(mcd12c1_crop) as src:
         profile = src.profile
         data = src.read()
-    profile["transform"] = profile["transform"] @ rasterio.Affine.translation(1, 0)
+    original = profile["transform"]
+    profile["transform"] = original @ rasterio.Affine.translation(1, 0)
     with rasterio.open(other, "w", **profile) as dst:
         dst.write(data)
     with pytest.raises(DataError, match=r"shifted\.tif.*grid mismatch.*transform"):
         stack_inputs([mcd12c1_crop, other])
+    profile["transform"] = original
+    for name, change in (
+        ("cropped", {"width": profile["width"] - 1}),
+        ("utm", {"crs": "EPSG:32633"}),
+    ):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", **{**profile, **change}) as dst:
+            dst.write(data[:, :, : dst.width])
+        what = "shape" if name == "cropped" else "CRS EPSG:32633"
+        with pytest.raises(DataError, match=rf"{name}\.tif.*grid mismatch.*{what}"):
+            stack_inputs([mcd12c1_crop, path])
     with pytest.raises(DataError, match=r"nope\.tif.*not found"):
         features_raster([tmp_path / "nope.tif"], tmp_path / "x.tif")
