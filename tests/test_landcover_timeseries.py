@@ -15,7 +15,7 @@ from earthops.data import catalog
 from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.raster.cog import read_class_names, validate_cog
 from earthops.usecases import get_usecase
-from earthops.usecases.base import CLASSIFICATION_KEYS, EvalOptions, TrainOptions
+from earthops.usecases.base import CLASSIFICATION_KEYS, BBox, EvalOptions, TrainOptions
 
 CLASSES = {
     "Cerrado",
@@ -136,6 +136,41 @@ def test_evaluate_shared_json_and_clear_errors(in_home: dict, tmp_path: Path) ->
         uc.evaluate(uri, EvalOptions(dataset=no_band))
     with pytest.raises(EarthOpsError, match="unknown protocol"):
         uc.train(TrainOptions(protocol="nope"))
+
+
+def test_train_on_a_users_samples_file(in_home: dict, tmp_path: Path) -> None:
+    """``--dataset`` trains on the user's JSON: it is the run's lineage (with its SHA-256) and
+    the model's training samples; bad files fail before a run is logged."""
+    from earthops.data.identity import file_sha256
+    from earthops.registry.tracking import configure, experiment_id, run_datasets
+
+    uc = get_usecase("landcover-timeseries")
+    shared = catalog.resolve_one("mt-mod13q1-9classes")
+    records = json.loads(gzip.decompress(shared.read_bytes()))
+    kept = [r for r in records if r["label"] in {"Cerrado", "Forest", "Pasture"}][::4]
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(kept))
+    quick = {"spatial_block_deg": None, "with_map_model": False}
+    m = uc.train(TrainOptions(fast=True, dataset=mine, params=quick))
+    assert set(m["per_class"]) == {"Cerrado", "Forest", "Pasture"}
+    assert m["n_samples"] == len(kept) and "ndvi_sinop" not in m
+    assert run_datasets(m["run_id"]) == {"mine.json": file_sha256(mine)}
+    scored = uc.evaluate(m["model_uri"], EvalOptions(dataset=mine))
+    assert scored["training_sample_share"] == 1.0 and scored["holdout"] is False
+
+    def n_runs() -> int:
+        return len(configure().search_runs([experiment_id("landcover-timeseries")]))
+
+    logged = n_runs()
+    with pytest.raises(DataError, match=r"nowhere\.json.*not found"):
+        uc.train(TrainOptions(fast=True, dataset=tmp_path / "nowhere.json", params=quick))
+    rare = tmp_path / "rare.json"
+    rare.write_text(json.dumps(kept + [r for r in records if r["label"] == "Soy_Corn"][:2]))
+    with pytest.raises(DataError, match=r"rare\.json.*every class needs >= 3 samples"):
+        uc.train(TrainOptions(fast=True, dataset=rare, params=quick))
+    with pytest.raises(EarthOpsError, match="does not support --exclude-bbox"):
+        uc.train(TrainOptions(fast=True, exclude_bboxes=[BBox.parse("-60,-15,-50,-10")]))
+    assert n_runs() == logged >= 2  # nothing logged by the failures
 
 
 def test_sinop_map_is_a_cog_with_the_classes(in_home: dict, tmp_path: Path) -> None:
