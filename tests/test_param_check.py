@@ -47,6 +47,9 @@ def test_other_estimators_have_nothing_to_check() -> None:
             "lightgbm",
             "lerning_rate",
         ),
+        # members this run does not fit (``earthops tune`` fits LightGBM on its own)
+        (TrainConfig.from_options, {"xgb_params": {"max_dpth": 3}}, "xgboost", "max_dpth"),
+        (TimeSeriesConfig.from_options, {"lgbm_params": {"num_leave": 7}}, "lightgbm", "num_leave"),
         (ReefConfig.from_options, {"xgboost": {"max_dpth": 3}}, "xgboost", "max_dpth"),
         (ReefConfig.from_options, {"lightgbm": {"num_leave": 7}}, "lightgbm", "num_leave"),
     ],

@@ -176,3 +176,47 @@ def test_bad_problems_and_arguments_fail_clearly(monkeypatch: pytest.MonkeyPatch
 
     with pytest.raises(EarthOpsError, match="declares no search space"):
         tuning.problem_for(NoSpace(), None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("usecase", "member", "space"),
+    [
+        (
+            "landcover-timeseries",
+            "lgbm_params",
+            {"n_estimators", "learning_rate", "num_leaves", "min_child_samples",
+             "colsample_bytree", "reg_lambda"},
+        ),
+        (
+            "reef-bleaching",
+            "xgboost",
+            {"n_estimators", "learning_rate", "max_depth", "min_child_weight", "subsample",
+             "colsample_bytree"},
+        ),
+    ],
+)  # fmt: skip
+def test_real_use_cases_tune_on_their_data_and_feed_training(
+    usecase: str, member: str, space: set[str], mirror: Path
+) -> None:
+    """``earthops tune`` on the real samples / surveys: trials run on the use case's own
+    folds, the lineage names its data, and the best parameters are valid training params."""
+    from earthops.registry.tracking import run_datasets
+    from earthops.usecases import get_usecase
+    from earthops.usecases.base import TrainOptions
+
+    result = tuning.tune(usecase, n_trials=2, fast=True, seed=3)
+    assert result["n_trials"] == 2 and result["n_complete"] + result["n_pruned"] == 2
+    assert result["n_complete"] >= 1 and 0.5 < result["best_value"] <= 1.0
+    assert space <= set(result["best_params"])
+    usecase_obj = get_usecase(usecase)
+    expected = {r.name: r.digest for r in usecase_obj.dataset_refs(TrainOptions(fast=True))}
+    assert run_datasets(result["parent_run_id"]) == expected  # what it tuned on, by digest
+    children = mlflow.search_runs(
+        experiment_names=[usecase],
+        filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'",
+    )
+    assert len(children) == 2
+    best = {k: result["best_params"][k] for k in space}
+    usecase_obj.tuning_problem(TrainOptions(fast=True, params={member: best}))  # accepted
+    with pytest.raises(EarthOpsError, match=r"params for member '\w+': unknown .*'bogus'"):
+        usecase_obj.tuning_problem(TrainOptions(fast=True, params={member: {**best, "bogus": 1}}))

@@ -7,7 +7,7 @@ and the name registry in :mod:`earthops.usecases`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,6 +94,15 @@ def merge_member_params(defaults: Any, params: dict[str, Any]) -> dict[str, Any]
             raise EarthOpsError(f"params.{key}: expected an object, got {type(value).__name__}")
         merged[key] = {**getattr(defaults, key), **value}
     return merged
+
+
+def members_to_check(
+    fitted: Iterable[str], params: Mapping[str, Any], fields: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The members a run fits and every member whose parameters (``fields``: kind -> params
+    field) the user set: a misspelt parameter fails even for a member that ``train`` does not
+    fit, since ``earthops tune`` fits its own."""
+    return tuple(dict.fromkeys([*fitted, *(k for k, name in fields.items() if name in params)]))
 
 
 def check_members(kinds: Iterable[str], build: Callable[[str], Any]) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 from earthops.errors import EarthOpsError
 from earthops.features.global_grid import GridSpec
 from earthops.models.estimators import make_classifier
-from earthops.usecases.base import BBox, TrainOptions, check_members, merge_member_params
+from earthops.usecases.base import (
+    BBox,
+    TrainOptions,
+    check_members,
+    members_to_check,
+    merge_member_params,
+)
 
 NAME = "landcover-global"
 PROTOCOLS: dict[str, tuple[int, ...]] = {"igbp7": tuple(range(7)), "igbp17": tuple(range(17))}
@@ -26,6 +32,15 @@ DECISIONS = ("balanced", "area")
 MAP_INPUTS: dict[str, dict[str, Any]] = {
     "bmng-2004": {"bands": 3, "height": 2700, "width": 5400, "crs": "EPSG:4326"},
     "koppen-geiger": {"bands": 1, "height": 21600, "width": 43200, "crs": "EPSG:4326"},
+}
+
+#: the config field holding each member's parameters
+PARAMS_FIELDS = {
+    "rf": "rf_params",
+    "lightgbm": "lgbm_params",
+    "xgboost": "xgb_params",
+    "vit": "vit_params",
+    "gate": "gate_params",
 }
 
 _RF = {"n_estimators": 300, "min_samples_leaf": 1}
@@ -147,7 +162,7 @@ class TrainConfig:
         cfg = replace(cfg, **params)
         if "n_random" not in params and cfg.decision == "area":
             cfg = replace(cfg, n_random=AREA_EXTRAS // 10 if options.fast else AREA_EXTRAS)
-        check_members((*cfg.models, "gate"), cfg.member)
+        check_members(members_to_check((*cfg.models, "gate"), params, PARAMS_FIELDS), cfg.member)
         return cfg
 
     @property
@@ -162,12 +177,7 @@ class TrainConfig:
         return make_classifier(kind, **self.model_params(kind))
 
     def model_params(self, kind: str) -> dict[str, Any]:
-        return {
-            "rf": self.rf_params,
-            "lightgbm": self.lgbm_params,
-            "xgboost": self.xgb_params,
-            "vit": self.vit_params,
-        }[kind]
+        return getattr(self, PARAMS_FIELDS[kind])
 
 
 def check_protocol(protocol: str) -> tuple[int, ...]:

@@ -14,7 +14,12 @@ from earthops.errors import EarthOpsError
 from earthops.models.estimators import make_classifier
 from earthops.models.ltae import LTAEClassifier
 from earthops.models.tempcnn import TempCNNClassifier
-from earthops.usecases.base import TrainOptions, check_members, merge_member_params
+from earthops.usecases.base import (
+    TrainOptions,
+    check_members,
+    members_to_check,
+    merge_member_params,
+)
 
 NAME = "landcover-timeseries"
 DATASET = "mt-mod13q1-9classes"
@@ -24,6 +29,15 @@ DEFAULT_PROTOCOL = "all-bands"
 MEMBER_KINDS = ("rf", "lightgbm", "xgboost", "svm", "tempcnn", "ltae")
 #: members the spatial check fits by default (the nets would multiply the run time)
 TABULAR_KINDS = ("rf", "lightgbm", "xgboost", "svm")
+#: the config field holding each member's parameters
+PARAMS_FIELDS = {
+    "rf": "rf_params",
+    "lightgbm": "lgbm_params",
+    "xgboost": "xgb_params",
+    "svm": "svm_params",
+    "tempcnn": "tempcnn_params",
+    "ltae": "ltae_params",
+}
 #: the Sinop cube's dates as positions in the samples' 23-date series (every other date)
 SINOP_INDEX = tuple(range(0, 23, 2))
 DATE_TOLERANCE_DAYS = 3
@@ -112,7 +126,7 @@ class TrainConfig:
         if unknown:
             raise EarthOpsError(f"unknown {NAME} params {sorted(unknown)}")
         cfg = replace(cfg, **params)
-        check_members(cfg.models, cfg.member)
+        check_members(members_to_check(cfg.models, params, PARAMS_FIELDS), cfg.member)
         return cfg
 
     @property
@@ -133,8 +147,7 @@ class TrainConfig:
             return TempCNNClassifier(**{"seed": self.seed, **self.tempcnn_params, **layout})
         if kind == "ltae":
             return LTAEClassifier(**{"seed": self.seed, **self.ltae_params, **layout})
-        params = {"rf": self.rf_params, "lightgbm": self.lgbm_params, "xgboost": self.xgb_params}
-        return make_classifier(kind, **params[kind])
+        return make_classifier(kind, **getattr(self, PARAMS_FIELDS[kind]))
 
 
 def check_protocol(protocol: str) -> str:
