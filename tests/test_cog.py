@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,18 @@ def test_dask_backed_input_is_written_chunk_by_chunk(tmp_path: Path) -> None:
     with rasterio.open(out) as ds:
         np.testing.assert_array_equal(ds.read(), data)
         assert ds.overviews(2)[:2] == [2, 4]
+
+
+def test_zstd_profile_writes_quietly(tmp_path: Path) -> None:
+    """The feature stacks' codec: no "non-standard compression" warning on every write."""
+    data = np.linspace(0, 1, 2 * 64 * 64, dtype=np.float32).reshape(2, 64, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = write_cog(_grid(data), tmp_path / "z.tif", profile="zstd", level=1, blocksize=64)
+    assert validate_cog(out).is_valid
+    with rasterio.open(out) as ds:
+        assert ds.compression is not None and ds.compression.name == "zstd"
+        np.testing.assert_array_equal(ds.read(), data)
 
 
 def test_palette_and_class_names(tmp_path: Path) -> None:

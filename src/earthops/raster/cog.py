@@ -187,7 +187,9 @@ def write_cog(
     if profile not in cog_profiles:
         raise ValueError(f"unknown COG profile '{profile}'; known: {', '.join(cog_profiles)}")
     options: dict[str, str] = {
-        "COMPRESS": str(cog_profiles.get(profile).get("compress", "NONE")).upper(),
+        # item access, not ``cog_profiles.get``: that warns on every zstd write, a codec
+        # chosen on purpose (any GDAL >= 2.3 reads it; see ``features.stack.write_stack``)
+        "COMPRESS": str(cog_profiles[profile].get("compress", "NONE")).upper(),
         "BLOCKSIZE": str(blocksize),
         "BIGTIFF": "IF_SAFER",
         "NUM_THREADS": "ALL_CPUS",
