@@ -145,6 +145,39 @@ def test_excluded_box_never_in_training(trained: dict[str, Any]) -> None:
     assert in_bboxes(r, c, [EXCLUDED]).any()
 
 
+def test_train_on_a_users_label_raster(mirror: Path, tmp_path: Path) -> None:
+    """``--dataset`` trains on the user's labels (another year, a corrected map): training
+    pixels come only from where it has labels, and the run's lineage names it by digest."""
+    from earthops.data.identity import file_sha256
+    from earthops.registry.tracking import run_datasets
+
+    usecase = get_usecase("landcover-global")
+    labels = read_labels()
+    mine = np.full_like(labels, 255)
+    r0, r1, c0, c1 = 1000, 2100, 3400, 4400  # 10 W..40 E, 15 S..40 N: inside REGION
+    mine[r0:r1, c0:c1] = labels[r0:r1, c0:c1]
+    raster = tmp_path / "my_labels.tif"
+    with rasterio.open(
+        raster, "w", driver="GTiff", height=3600, width=7200, count=1, dtype="uint8",
+        crs="EPSG:4326", transform=from_bounds(-180, -90, 180, 90, 7200, 3600), nodata=255,
+        compress="deflate",
+    ) as dst:  # fmt: skip
+        dst.write(mine, 1)
+    params = {**PARAMS, "models": ["rf"], "outside_gate": False}
+    metrics = usecase.train(
+        TrainOptions(protocol="igbp7", fast=True, dataset=raster, params=dict(params))
+    )
+    pixels = _training_pixels(metrics)
+    assert pixels["row"].between(r0, r1 - 1).all() and pixels["col"].between(c0, c1 - 1).all()
+    np.testing.assert_array_equal(
+        pixels["label"].to_numpy(), labels[pixels["row"].to_numpy(), pixels["col"].to_numpy()]
+    )
+    lineage = run_datasets(metrics["run_id"])
+    assert lineage["labels"] == file_sha256(raster) and "mcd12c1-2019" not in lineage
+    with pytest.raises(DataError, match=r"nowhere\.tif"):
+        usecase.train(TrainOptions(fast=True, dataset=tmp_path / "nowhere.tif", params=params))
+
+
 def test_land_only_default_samples_every_class_on_land(trained: dict[str, Any]) -> None:
     """By default the class-balanced sample is drawn from land: water is lakes and coasts."""
     pixels = _training_pixels(trained)
