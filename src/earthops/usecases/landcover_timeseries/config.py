@@ -26,10 +26,7 @@ DATASET = "mt-mod13q1-9classes"
 CUBE = "sinop-mod13q1-ndvi"
 PROTOCOLS = ("all-bands", "ndvi-sinop")
 DEFAULT_PROTOCOL = "all-bands"
-MEMBER_KINDS = ("rf", "lightgbm", "xgboost", "svm", "tempcnn", "ltae")
-#: members the spatial check fits by default (the nets would multiply the run time)
-TABULAR_KINDS = ("rf", "lightgbm", "xgboost", "svm")
-#: the config field holding each member's parameters
+#: every member kind and the config field holding its parameters
 PARAMS_FIELDS = {
     "rf": "rf_params",
     "lightgbm": "lgbm_params",
@@ -38,6 +35,9 @@ PARAMS_FIELDS = {
     "tempcnn": "tempcnn_params",
     "ltae": "ltae_params",
 }
+MEMBER_KINDS = tuple(PARAMS_FIELDS)
+#: members the spatial check fits by default (the nets would multiply the run time)
+TABULAR_KINDS = ("rf", "lightgbm", "xgboost", "svm")
 #: the Sinop cube's dates as positions in the samples' 23-date series (every other date)
 SINOP_INDEX = tuple(range(0, 23, 2))
 DATE_TOLERANCE_DAYS = 3
