@@ -93,10 +93,13 @@ def fit_outside_gate(
     if not others:
         return None
     inside = data.balanced & land[data.rows, data.cols]
-    other_land = np.isin(labels, others) & land
-    drawable = drawable_mask(labels.shape, exclude=inputs.exclude, include=cfg.include_boxes)
-    if drawable is not None:
-        other_land &= drawable
+    other_land = drawable_mask(
+        labels.shape,
+        exclude=inputs.exclude,
+        include=cfg.include_boxes,
+        within=np.isin(labels, others) & land,
+    )
+    assert other_land is not None  # ``within`` is given
     rows, cols = random_pixels(other_land, int(inside.sum()), seed=cfg.seed + 3)
     if rows.size == 0:
         return None
