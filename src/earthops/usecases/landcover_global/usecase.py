@@ -382,7 +382,7 @@ def _run_params(
     cfg: TrainConfig, options: TrainOptions, selected: str, model: GlobalLandCoverModel
 ) -> dict[str, Any]:
     """The MLflow run parameters of a training run."""
-    return {
+    params: dict[str, Any] = {
         "protocol": cfg.protocol,
         "n_per_class": cfg.n_per_class,
         "n_random": cfg.n_random,
@@ -399,15 +399,11 @@ def _run_params(
         "grid_spec": cfg.grid.key(),
         "chip_size": cfg.chip_size,
         **{f"{k}.{p}": v for k in cfg.models for p, v in cfg.model_params(k).items()},
-        **(
-            {
-                **{f"gate.{p}": v for p, v in cfg.gate_params.items()},
-                "gate.threshold": model.gate_threshold,
-            }
-            if model.has_outside_gate
-            else {}
-        ),
     }
+    if model.has_outside_gate:
+        params |= {f"gate.{p}": v for p, v in cfg.model_params("gate").items()}
+        params["gate.threshold"] = model.gate_threshold
+    return params
 
 
 def _model_metadata(
