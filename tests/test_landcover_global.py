@@ -80,6 +80,18 @@ def trained(module_home: Path, mirror: Path) -> dict[str, Any]:
     return metrics
 
 
+def _write_labels(path: Path, labels: np.ndarray) -> Path:
+    """``labels`` as a uint8 GeoTIFF on the global grid of its shape (nodata 255)."""
+    height, width = labels.shape
+    with rasterio.open(
+        path, "w", driver="GTiff", height=height, width=width, count=1, dtype="uint8",
+        crs="EPSG:4326", transform=from_bounds(-180, -90, 180, 90, width, height), nodata=255,
+        compress="deflate",
+    ) as dst:  # fmt: skip
+        dst.write(labels, 1)
+    return path
+
+
 def _training_pixels(metrics: dict[str, Any], artifact: str = TRAINING_PIXELS) -> pd.DataFrame:
     import mlflow
 
@@ -156,13 +168,7 @@ def test_train_on_a_users_label_raster(mirror: Path, tmp_path: Path) -> None:
     mine = np.full_like(labels, 255)
     r0, r1, c0, c1 = 1000, 2100, 3400, 4400  # 10 W..40 E, 15 S..40 N: inside REGION
     mine[r0:r1, c0:c1] = labels[r0:r1, c0:c1]
-    raster = tmp_path / "my_labels.tif"
-    with rasterio.open(
-        raster, "w", driver="GTiff", height=3600, width=7200, count=1, dtype="uint8",
-        crs="EPSG:4326", transform=from_bounds(-180, -90, 180, 90, 7200, 3600), nodata=255,
-        compress="deflate",
-    ) as dst:  # fmt: skip
-        dst.write(mine, 1)
+    raster = _write_labels(tmp_path / "my_labels.tif", mine)
     params = {**PARAMS, "models": ["rf"], "outside_gate": False}
     metrics = usecase.train(
         TrainOptions(protocol="igbp7", fast=True, dataset=raster, params=dict(params))
@@ -389,16 +395,10 @@ def test_evaluate_scores_labelled_csv_and_geotiff_datasets(
 
     # a label raster on the CMG grid, labelled only inside the box: a class-balanced sample
     # of it lies in the box, and stands for no area (rates only, no map figure)
-    raster = tmp_path / "labels.tif"
     boxed_labels = np.full_like(labels, 255)
     r0, r1, c0, c1 = 1600, 1900, 3800, 4100  # 10..25 E, -5..10 N
     boxed_labels[r0:r1, c0:c1] = labels[r0:r1, c0:c1]
-    profile = {"driver": "GTiff", "height": 3600, "width": 7200, "count": 1, "dtype": "uint8"}
-    transform = from_bounds(-180, -90, 180, 90, 7200, 3600)
-    with rasterio.open(
-        raster, "w", **profile, crs="EPSG:4326", transform=transform, nodata=255
-    ) as dst:
-        dst.write(boxed_labels, 1)
+    raster = _write_labels(tmp_path / "labels.tif", boxed_labels)
     sampled = usecase.evaluate(trained["model_uri"], EvalOptions(dataset=raster))
     assert sampled["source"] == str(raster) and sampled["population"].startswith("class-balanced")
     assert sampled["training_area_share"] == 0.0 and sampled["holdout"] is True
@@ -413,12 +413,7 @@ def test_evaluate_scores_labelled_csv_and_geotiff_datasets(
         usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "bad_row.csv"))
     with pytest.raises(DataError, match="not found"):
         usecase.evaluate(trained["model_uri"], EvalOptions(dataset=tmp_path / "missing.csv"))
-    small = tmp_path / "small.tif"  # a label raster off the CMG grid
-    with rasterio.open(
-        small, "w", **{**profile, "height": 50, "width": 100}, crs="EPSG:4326",
-        transform=from_bounds(-180, -90, 180, 90, 100, 50), nodata=255,
-    ) as dst:  # fmt: skip
-        dst.write(np.zeros((50, 100), np.uint8), 1)
+    small = _write_labels(tmp_path / "small.tif", np.zeros((50, 100), np.uint8))  # off the grid
     with pytest.raises(DataError, match="expected a 7200x3600 label raster.*got 100x50"):
         usecase.evaluate(trained["model_uri"], EvalOptions(dataset=small))
 
@@ -503,9 +498,10 @@ def test_outside_gate_is_block_validated_on_the_other_classes(trained: dict[str,
     land = land_mask(grid)
     assert land[pixels["row"].to_numpy(), pixels["col"].to_numpy()].all()
     # drawn by area: each class as common as on the land they were drawn from
-    rows, cols = np.nonzero(land & np.isin(read_labels(), range(7, 17)))
+    labels = read_labels()
+    rows, cols = np.nonzero(land & np.isin(labels, range(7, 17)))
     drawable = in_bboxes(rows, cols, [BBox(*REGION)]) & ~in_bboxes(rows, cols, [EXCLUDED])
-    population = read_labels()[rows[drawable], cols[drawable]]
+    population = labels[rows[drawable], cols[drawable]]
     shares = pixels["label"].value_counts(normalize=True)
     for cls in range(7, 17):
         share = np.mean(population == cls)
