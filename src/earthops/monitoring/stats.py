@@ -41,15 +41,22 @@ def _finite(values: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+def _sorted_pair(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.sort(_finite(reference, "reference")), np.sort(_finite(current, "current"))
+
+
+def _cdf_gap(ref: np.ndarray, cur: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """|F_ref − F_cur| of the two sorted samples' empirical CDFs at the points ``at``."""
+    cdf_ref = np.searchsorted(ref, at, side="right") / ref.size
+    cdf_cur = np.searchsorted(cur, at, side="right") / cur.size
+    return np.abs(cdf_ref - cdf_cur)
+
+
 def ks_2samp(reference: np.ndarray, current: np.ndarray, *, n_eff: float | None = None) -> KSResult:
     """Two-sided two-sample KS; the p-value is scipy's asymptotic one (``method='asymp'``),
     on ``n_eff`` instead of ``m·n/(m+n)`` when given. NaN/inf values are dropped."""
-    ref = np.sort(_finite(reference, "reference"))
-    cur = np.sort(_finite(current, "current"))
-    grid = np.concatenate([ref, cur])
-    cdf_ref = np.searchsorted(ref, grid, side="right") / ref.size
-    cdf_cur = np.searchsorted(cur, grid, side="right") / cur.size
-    statistic = float(np.max(np.abs(cdf_ref - cdf_cur)))
+    ref, cur = _sorted_pair(reference, current)
+    statistic = float(np.max(_cdf_gap(ref, cur, np.concatenate([ref, cur]))))
     m, n = sorted((float(ref.size), float(cur.size)), reverse=True)
     effective = m * n / (m + n) if n_eff is None else float(n_eff)
     if effective < 1:
@@ -102,13 +109,9 @@ def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
 def wasserstein(reference: np.ndarray, current: np.ndarray, *, normalise: bool = True) -> float:
     """Wasserstein-1 distance of the samples, divided by the reference's standard deviation
     when ``normalise`` (so that one threshold serves features of any unit)."""
-    ref = np.sort(_finite(reference, "reference"))
-    cur = np.sort(_finite(current, "current"))
+    ref, cur = _sorted_pair(reference, current)
     grid = np.sort(np.concatenate([ref, cur]))
-    deltas = np.diff(grid)
-    cdf_ref = np.searchsorted(ref, grid[:-1], side="right") / ref.size
-    cdf_cur = np.searchsorted(cur, grid[:-1], side="right") / cur.size
-    distance = float(np.sum(np.abs(cdf_ref - cdf_cur) * deltas))
+    distance = float(np.sum(_cdf_gap(ref, cur, grid[:-1]) * np.diff(grid)))
     if not normalise:
         return distance
     scale = float(np.std(ref))
