@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,52 @@ class Settings(BaseSettings):
         description="SST/DHW NetCDF cube for the reef ViT chip branch (off when unset).",
     )
 
+    # ---- serving (``earthops serve``) ------------------------------------------
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the server's admin endpoints; unset = admin disabled (403).",
+    )
+    serve_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often the server re-reads the registry aliases."
+    )
+    serve_max_body_bytes: int = Field(
+        default=1_000_000, gt=0, description="Largest request body the server accepts (413)."
+    )
+    serve_max_records: int = Field(
+        default=1000, gt=0, description="Most records in one predict request (422 above)."
+    )
+    batch_max_size: int = Field(
+        default=64, ge=1, description="Micro-batching: most rows in one model call."
+    )
+    batch_max_wait_ms: float = Field(
+        default=2.0, ge=0, description="Micro-batching: most latency added waiting for a batch."
+    )
+    canary_weight: float = Field(
+        default=0.1, ge=0, le=1, description="Challenger traffic share when one is registered."
+    )
+    canary_shadow: bool = Field(
+        default=False,
+        description="Shadow mode: the challenger scores every request, the champion answers.",
+    )
+    canary_window_seconds: float = Field(
+        default=1800.0, gt=0, description="Canary observation window before a verdict."
+    )
+    canary_min_requests: int = Field(
+        default=200, ge=1, description="Compared requests the canary needs before any verdict."
+    )
+    canary_budget: float = Field(
+        default=0.01,
+        ge=0,
+        description="Largest relative degradation a promoted challenger may bring.",
+    )
+    prediction_log_url: str | None = Field(
+        default=None,
+        description="Prediction log: a postgresql:// URL; default SQLite (WAL) <home>/predictions.db.",
+    )
+    prediction_log_flush_seconds: float = Field(
+        default=0.2, gt=0, le=1.0, description="Prediction log: longest a row waits in memory."
+    )
+
     # ---- derived locations -------------------------------------------------
     @property
     def home_dir(self) -> Path:
@@ -92,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def optuna_storage_url(self) -> str:
         return self.optuna_storage or f"sqlite:///{self.home_dir / 'optuna.db'}"
+
+    @property
+    def prediction_log(self) -> str:
+        return self.prediction_log_url or f"sqlite:///{self.home_dir / 'predictions.db'}"
 
     @property
     def outputs_dir(self) -> Path:
