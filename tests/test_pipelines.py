@@ -19,6 +19,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from earthops.registry.card import ModelCard
+
 NAME = "tiny-bleaching"
 FEATURES = ["Temp", "SSTA_DHW", "Turbidity", "Distance_to_Shore"]
 
@@ -61,7 +63,8 @@ class TinyBleaching:
                 "split": {"train_years": "<=2010", "test_rows": int((~train).sum())},
             }
             mlflow.log_metric("auroc", metrics["auroc"])
-            uri = log_model(model, X[train].iloc[:5])
+            card = ModelCard(usecase=NAME, task="binary", input_columns=FEATURES, classes=[0, 1])
+            uri = log_model(model, X[train].iloc[:5], card=card)
         return {**metrics, "model_uri": uri, "run_id": run.info.run_id}
 
     def evaluate(self, model_uri: str, options: Any) -> dict[str, Any]:

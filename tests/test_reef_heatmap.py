@@ -15,6 +15,7 @@ from earthops.errors import DataError, EarthOpsError
 from earthops.features.reef_features import extract_chips, open_grid, prepare_surveys
 from earthops.features.thermal import ALERT_LEVEL_NAMES, alert_level_from_dhw
 from earthops.raster.cog import read_class_names, validate_cog
+from earthops.registry.card import ModelCard
 from earthops.usecases.reef import (
     ALERT_NODATA,
     NAME,
@@ -121,6 +122,7 @@ def test_predict_raster_with_a_logged_model(
         uri = log_model(
             reef_model,
             example,
+            card=ModelCard(usecase=NAME, task="binary", input_columns=["SSTA_DHW"], classes=[0, 1]),
             output_example=reef_model.grid_model_.predict_proba(example)[:, 1],
             metadata={"usecase": NAME},
         )

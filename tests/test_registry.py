@@ -20,6 +20,7 @@ import pytest
 from earthops.data import catalog
 from earthops.errors import DataError, EarthOpsError, PolicyError
 from earthops.registry import approved, policy
+from earthops.registry.card import ModelCard
 from earthops.settings import get_settings
 from earthops.usecases.base import EvalOptions, TrainOptions
 
@@ -93,6 +94,7 @@ class TinyBleaching:
             uri = log_model(
                 model,
                 train[features].head(5),
+                card=ModelCard(usecase=NAME, task="binary", input_columns=features, classes=[0, 1]),
                 metadata={"usecase": NAME, "features": features},
             )
             log_metrics_dict(metrics)

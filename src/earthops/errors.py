@@ -20,6 +20,10 @@ class DataError(EarthOpsError):
         super().__init__(f"{where}: {problem}")
 
 
+class UnknownEntityError(DataError):
+    """A lookup of an entity (site, pixel) that the store does not know (HTTP 404)."""
+
+
 class ChecksumError(DataError):
     """A file's SHA-256 differs from the catalog's."""
 

@@ -118,14 +118,14 @@ def _date(value: Any, path: Path, i: int, field: str) -> date:
 
 
 def _parse_record(
-    rec: Any, i: int, path: Path, bands: tuple[str, ...], n_times: int
+    rec: Any, i: int, path: Path, bands: tuple[str, ...], n_times: int, labelled: bool = True
 ) -> tuple[float, float, str, list[date], np.ndarray]:
     if not isinstance(rec, dict):
         raise DataError(
             path, f"record {i}: expected an object, found {type(rec).__name__}", field=f"[{i}]"
         )
     for key in _REQUIRED:
-        if key not in rec:
+        if key not in rec and (labelled or key != "label"):
             raise DataError(path, f"record {i}: missing key '{key}'", field=f"[{i}].{key}")
     lon = _number(rec["longitude"], path, i, "longitude")
     lat = _number(rec["latitude"], path, i, "latitude")
@@ -133,8 +133,8 @@ def _parse_record(
         raise DataError(
             path, f"record {i}: coordinates ({lon}, {lat}) out of range", field=f"[{i}].longitude"
         )
-    label = rec["label"]
-    if not isinstance(label, str) or not label:
+    label = rec.get("label", "")
+    if labelled and (not isinstance(label, str) or not label):
         raise DataError(
             path, f"record {i}: label {label!r}; expected a non-empty string", field=f"[{i}].label"
         )
@@ -188,7 +188,24 @@ def read_mod13q1_samples(
     order. The number of dates is that of the first record.
     """
     local, ref = resolve_input(path, "mt-mod13q1-9classes", name=name)
-    records = _load(local)
+    samples = samples_from_records(_load(local), local, bands=bands)
+    attach_ref(samples.table, ref.name, ref.uri, ref.digest)
+    log.debug("read samples", path=str(local), samples=samples.n_samples, bands=samples.bands)
+    return SampleSet(
+        samples.table, samples.array, samples.labels, samples.bands, samples.dates, ref
+    )
+
+
+def samples_from_records(
+    records: Any,
+    source: str | Path,
+    *,
+    bands: Sequence[str] | None = None,
+    labelled: bool = True,
+) -> SampleSet:
+    """:class:`SampleSet` of already parsed records in the file's shape; with
+    ``labelled=False`` (predict requests) a missing ``label`` becomes ``""``."""
+    local = Path(str(source))
     if not isinstance(records, list) or not records:
         raise DataError(local, "expected a non-empty JSON list of sample records")
     first = records[0]
@@ -213,7 +230,9 @@ def read_mod13q1_samples(
             field="bands",
         )
     n_times = len(first["time_series"])
-    parsed = [_parse_record(rec, i, local, chosen, n_times) for i, rec in enumerate(records)]
+    parsed = [
+        _parse_record(rec, i, local, chosen, n_times, labelled) for i, rec in enumerate(records)
+    ]
     array = np.stack([p[4] for p in parsed])
     labels = np.array([p[2] for p in parsed], dtype=str)
     dates = np.array([p[3] for p in parsed], dtype="datetime64[D]")
@@ -229,6 +248,5 @@ def read_mod13q1_samples(
     )
     for k, band in enumerate(chosen):
         table[band] = array[:, :, k].ravel()
-    attach_ref(table, ref.name, ref.uri, ref.digest)
-    log.debug("read samples", path=str(local), samples=n, times=n_times, bands=chosen)
+    ref = DatasetRef(local.name, str(local), "")
     return SampleSet(table=table, array=array, labels=labels, bands=chosen, dates=dates, ref=ref)

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pandas as pd
 import yaml
 
-from earthops.errors import DataError, EarthOpsError
+from earthops.errors import DataError, EarthOpsError, UnknownEntityError
 from earthops.featurestore import offline
 from earthops.featurestore.definitions import (
     ONLINE_VIEWS,
@@ -295,9 +295,10 @@ def _unknown_site(site_id: int, settings: Settings | None) -> EarthOpsError:
             f"site {site_id} is known but has no online features (not materialized, or expired "
             "after the online TTL); run `earthops features materialize`",
         )
-    return DataError(
+    return UnknownEntityError(
         "online store",
         f"unknown site {site_id}; expected a Site_ID of the bleaching-survey table",
+        field="site_id",
     )
 
 

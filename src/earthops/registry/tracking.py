@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from earthops.data.identity import DatasetRef
 from earthops.errors import EarthOpsError
+from earthops.registry.card import ModelCard, card_metadata
 from earthops.settings import Settings, get_settings
 
 MODEL_ARTIFACT = "model"
@@ -226,10 +227,12 @@ def log_model(
     model: Any,
     input_example: pd.DataFrame | np.ndarray,
     *,
+    card: ModelCard,
     output_example: Any = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Log a fitted sklearn-compatible estimator with signature and input example; return its URI."""
+    """Log a fitted sklearn-compatible estimator with its model card, signature and input
+    example; return its URI. ``metadata`` adds use-case keys beside the card."""
     example = (
         input_example.iloc[:5] if isinstance(input_example, pd.DataFrame) else input_example[:5]
     )
@@ -242,7 +245,7 @@ def log_model(
         signature=signature,
         input_example=example,
         serialization_format="cloudpickle",
-        metadata=dict(metadata or {}),
+        metadata={**dict(metadata or {}), **card_metadata(card)},
         pip_requirements=model_requirements(),
     )
     return info.model_uri

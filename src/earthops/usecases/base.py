@@ -7,14 +7,17 @@ and the name registry in :mod:`earthops.usecases`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from earthops.data.identity import DatasetRef
 from earthops.errors import EarthOpsError
 from earthops.models.param_check import ignored_params
+from earthops.registry.inference import LoadedModel, Prediction, PreparedRecords
 
 #: keys every classification use case's metrics JSON carries (DESIGN's CLI contract)
 CLASSIFICATION_KEYS = frozenset(
@@ -155,3 +158,64 @@ class UseCase(Protocol):
     ) -> Path:
         """Apply a logged model of this use case to raster input(s); write a COG; return its path."""
         ...
+
+    # ---- the predict contract (``earthops serve``, ``earthops predict``) -------------
+    #: one record of a predict request, and the answer for it (typed: the server's schema)
+    request_model: type[BaseModel]
+    response_model: type[BaseModel]
+
+    def routing_key(self, record: BaseModel) -> str:
+        """The key canary routing hashes, so one client (site, place) sees one model."""
+        ...
+
+    def prepare_records(self, model: LoadedModel, records: Sequence[BaseModel]) -> PreparedRecords:
+        """Raw domain inputs → the model's input frame (feature-store / grid lookups), the
+        region of each record and what the answer needs besides the prediction."""
+        ...
+
+    def respond(
+        self, model: LoadedModel, prepared: PreparedRecords, prediction: Prediction
+    ) -> list[BaseModel]:
+        """The typed answers of the prepared records."""
+        ...
+
+    def predict_records(self, model: LoadedModel, records: Sequence[BaseModel]) -> list[BaseModel]:
+        """Answers for ``records`` in one model call (:func:`predict_records`)."""
+        ...
+
+    def readiness(self) -> str | None:
+        """Why this use case cannot answer now (feature store unreachable…), or ``None``."""
+        ...
+
+    def serving_metric(
+        self, y_true: Sequence[str], labels: Sequence[str], scores: Sequence[Any]
+    ) -> float:
+        """The primary metric on fed-back labels (text, as the prediction log stores them)."""
+        ...
+
+
+def predict_records(
+    usecase: UseCase, model: LoadedModel, records: Sequence[BaseModel]
+) -> list[BaseModel]:
+    """The one predict path: prepare → one model call → typed answers (server and batch)."""
+    prepared = usecase.prepare_records(model, records)
+    return usecase.respond(model, prepared, model.predict_frame(prepared.frame))
+
+
+class RecordContract:
+    """Shared parts of the predict contract for use-case classes: the one predict path,
+    always ready, and macro-F1 of the served labels against fed-back ones."""
+
+    def predict_records(self, model: LoadedModel, records: Sequence[BaseModel]) -> list[BaseModel]:
+        return predict_records(self, model, records)  # type: ignore[arg-type]
+
+    def readiness(self) -> str | None:
+        return None
+
+    def serving_metric(
+        self, y_true: Sequence[str], labels: Sequence[str], scores: Sequence[Any]
+    ) -> float:
+        from sklearn.metrics import f1_score
+
+        truth = [str(v) for v in y_true]
+        return float(f1_score(truth, [str(v) for v in labels], average="macro", zero_division=0))

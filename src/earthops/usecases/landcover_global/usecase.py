@@ -32,7 +32,10 @@ from earthops.models.selection import (
     log_probs,
     make_stacker,
 )
-from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.registry.card import ModelCard
+from earthops.registry.inference import LoadedModel, Prediction, PreparedRecords
+from earthops.usecases.base import BBox, EvalOptions, RecordContract, TrainOptions
+from earthops.usecases.landcover_global import serving
 from earthops.usecases.landcover_global.area import (
     add_area_extras,
     area_proportional_metrics,
@@ -94,12 +97,32 @@ from earthops.usecases.landcover_global.samples import _Inputs, _Sample
 log = get_logger(__name__)
 
 
-class GlobalLandCover:
+class GlobalLandCover(RecordContract):
     """The ``landcover-global`` use case (see the package docstring)."""
 
     name = NAME
     primary_metric = "macro_f1"
     gate: ClassVar[dict[str, float]] = {"overall_accuracy": 0.85, "macro_f1": 0.80}
+
+    # -- the predict contract ------------------------------------------------------------------
+    request_model = serving.PixelRecord
+    response_model = serving.LandCoverAnswer
+
+    def routing_key(self, record: serving.PixelRecord) -> str:
+        """The place to 0.1° (one client's neighbouring pixels see one model)."""
+        if record.features is not None:
+            return "features:" + ",".join(f"{v:.4g}" for v in record.features.values())
+        return f"lonlat:{record.lon:.1f},{record.lat:.1f}"
+
+    def prepare_records(
+        self, model: LoadedModel, records: Sequence[serving.PixelRecord]
+    ) -> PreparedRecords:
+        return serving.prepare(model, records)
+
+    def respond(
+        self, model: LoadedModel, prepared: PreparedRecords, prediction: Prediction
+    ) -> list[serving.LandCoverAnswer]:
+        return serving.respond(model, prepared, prediction)
 
     # -- lineage -------------------------------------------------------------------------
     def dataset_refs(self, options: TrainOptions) -> list[DatasetRef]:
@@ -200,9 +223,11 @@ class GlobalLandCover:
             _log_training_pixels(data.rows, data.cols, data.y, folds, TRAINING_PIXELS)
             if fitted_gate is not None:
                 _log_training_pixels(*fitted_gate.outside_pixels, OUTSIDE_PIXELS)
+            example = self._example(grid, data, model)
             model_uri = log_model(
                 model,
-                self._example(grid, data, model),
+                example,
+                card=_model_card(cfg, model, list(example.columns)),
                 metadata=_model_metadata(cfg, options, grid, model, sel),
             )
             metrics["model_uri"] = model_uri
@@ -404,6 +429,26 @@ def _run_params(
         params |= {f"gate.{p}": v for p, v in cfg.model_params("gate").items()}
         params["gate.threshold"] = model.gate_threshold
     return params
+
+
+def _model_card(cfg: TrainConfig, model: GlobalLandCoverModel, columns: list[str]) -> ModelCard:
+    """The model card: grid features (+ chip columns) at a pixel → IGBP class."""
+    classes = list(PROTOCOLS[cfg.protocol])
+    return ModelCard(
+        usecase=NAME,
+        task="multiclass",
+        input_columns=columns,
+        classes=classes,
+        class_names={str(c): IGBP.names()[c] for c in classes},
+        raster_signature={
+            "grid_spec": cfg.grid.model_dump(mode="json"),
+            "shape": list(GRID_SHAPE),
+            "res_deg": GRID_RES,
+            "crs": GRID_CRS,
+            "map_inputs": MAP_INPUTS,
+            "outside_threshold": model.gate_threshold if model.has_outside_gate else None,
+        },
+    )
 
 
 def _model_metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +17,10 @@ from earthops.errors import DataError, EarthOpsError
 from earthops.features.timeseries import TimeSeriesFeatures, input_columns
 from earthops.logs import get_logger
 from earthops.models.metrics import classification_metrics, headline_figures, holdout_fields
-from earthops.usecases.base import EvalOptions, TrainOptions
+from earthops.registry.card import ModelCard
+from earthops.registry.inference import LoadedModel, Prediction, PreparedRecords
+from earthops.usecases.base import EvalOptions, RecordContract, TrainOptions
+from earthops.usecases.landcover_timeseries import serving
 from earthops.usecases.landcover_timeseries.config import (
     CUBE,
     DATASET,
@@ -36,12 +40,29 @@ from earthops.usecases.landcover_timeseries.tuning import tuning_problem
 log = get_logger(__name__)
 
 
-class TimeSeriesLandCover:
+class TimeSeriesLandCover(RecordContract):
     """The ``landcover-timeseries`` use case (see the package docstring)."""
 
     name: ClassVar[str] = NAME
     primary_metric: ClassVar[str] = "macro_f1"
     gate: ClassVar[dict[str, float]] = {"overall_accuracy": 0.9, "macro_f1": 0.85}
+
+    # -- the predict contract ------------------------------------------------------------------
+    request_model = serving.SeriesRecord
+    response_model = serving.SeriesAnswer
+
+    def routing_key(self, record: serving.SeriesRecord) -> str:
+        return f"lonlat:{record.longitude:.3f},{record.latitude:.3f}"
+
+    def prepare_records(
+        self, model: LoadedModel, records: Sequence[serving.SeriesRecord]
+    ) -> PreparedRecords:
+        return serving.prepare(model, records)
+
+    def respond(
+        self, model: LoadedModel, prepared: PreparedRecords, prediction: Prediction
+    ) -> list[serving.SeriesAnswer]:
+        return serving.respond(model, prepared, prediction)
 
     def tuning_problem(self, options: TrainOptions) -> Any:
         """The LightGBM member on the series features, tuned on stratified folds
@@ -164,7 +185,14 @@ class TimeSeriesLandCover:
             example = pd.DataFrame(main.X[:5], columns=input_columns(main.bands, len(main.index)))
             log_metrics_dict(metrics)
             log_confusion_matrix(y, result.headline_pred, classes)
-            uri = log_model(result.model, example, metadata=metadata)
+            card = ModelCard(
+                usecase=NAME,
+                task="multiclass",
+                input_columns=list(example.columns),
+                classes=[str(c) for c in result.model.classes_],
+                raster_signature=metadata.get("raster_signature"),
+            )
+            uri = log_model(result.model, example, card=card, metadata=metadata)
             metrics.update(model_uri=uri, run_id=run.info.run_id)
         log.info("landcover_timeseries.trained", **headline_figures(metrics), model_uri=uri)
         return metrics

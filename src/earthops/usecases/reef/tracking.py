@@ -18,6 +18,7 @@ from earthops.features.reef_features import (
     OPTIONAL_COLUMNS,
     YEAR_COLUMN,
 )
+from earthops.registry.card import ModelCard
 from earthops.registry.tracking import (
     log_binary_curves,
     log_dataset_refs,
@@ -35,6 +36,18 @@ from .model import ReefRiskModel
 def _input_columns(rows: pd.DataFrame) -> list[str]:
     cols = [*FEATURE_COLUMNS, *[c for c in OPTIONAL_COLUMNS if c in rows.columns]]
     return [*cols, LON_COLUMN, YEAR_COLUMN]
+
+
+def reef_card(input_columns: list[str], threshold: float) -> ModelCard:
+    """The model card of a reef model: survey covariates → P(bleaching) and its decision."""
+    return ModelCard(
+        usecase=NAME,
+        task="binary",
+        input_columns=input_columns,
+        classes=[0, 1],
+        class_names={"0": "no bleaching", "1": "bleaching"},
+        threshold=float(threshold),
+    )
 
 
 def _log_lineage(refs: list[DatasetRef]) -> None:
@@ -92,6 +105,7 @@ def log_run(
         uri = log_model(
             model,
             example,
+            card=reef_card(_input_columns(rows), model.threshold_),
             output_example=model.predict_proba(example)[:, 1],
             metadata={
                 "usecase": NAME,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,9 +23,10 @@ from earthops.features.reef_features import (
     prepare_surveys,
 )
 from earthops.logs import get_logger
-from earthops.usecases.base import BBox, EvalOptions, TrainOptions
+from earthops.registry.inference import LoadedModel, Prediction, PreparedRecords
+from earthops.usecases.base import BBox, EvalOptions, RecordContract, TrainOptions
 
-from . import tracking, tuning
+from . import serving, tracking, tuning
 from .config import METRIC_KEYS, NAME, ReefConfig
 from .fitting import _Recipe, fit_selected
 from .heatmap import risk_heatmap
@@ -47,7 +49,7 @@ def _exclude(frame: pd.DataFrame, boxes: list[BBox], inside: bool) -> pd.DataFra
     return frame.loc[hit if inside else ~hit]
 
 
-class ReefBleaching:
+class ReefBleaching(RecordContract):
     """``reef-bleaching``: survey covariates → bleaching probability (see the package doc)."""
 
     name = NAME
@@ -160,6 +162,40 @@ class ReefBleaching:
         result["model_uri"] = model_uri
         result["run_id"] = run_id
         return result
+
+    # ---- the predict contract ---------------------------------------------------------
+    request_model = serving.ReefRecord
+    response_model = serving.ReefAnswer
+
+    def routing_key(self, record: serving.ReefRecord) -> str:
+        return f"site:{record.site_id}"
+
+    def prepare_records(
+        self, model: LoadedModel, records: Sequence[serving.ReefRecord]
+    ) -> PreparedRecords:
+        return serving.prepare(model, records)
+
+    def respond(
+        self, model: LoadedModel, prepared: PreparedRecords, prediction: Prediction
+    ) -> list[serving.ReefAnswer]:
+        return serving.respond(model, prepared, prediction)
+
+    def readiness(self) -> str | None:
+        from earthops.featurestore import check_online
+
+        try:
+            check_online()
+        except EarthOpsError as exc:
+            return f"feature store: {exc}"
+        return None
+
+    def serving_metric(
+        self, y_true: Sequence[str], labels: Sequence[str], scores: Sequence[Any]
+    ) -> float:
+        """AUROC of the served probabilities against fed-back labels (``0``/``1``)."""
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(np.asarray(y_true, dtype=float).astype(int), scores))
 
     # ---- risk heat-map -----------------------------------------------------------------
     def predict_raster(
