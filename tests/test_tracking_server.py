@@ -9,14 +9,10 @@ and reads everything back — from the server and from the PostgreSQL tables the
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +23,7 @@ import pytest
 
 from earthops.data import catalog
 from earthops.devservices import free_port
+from earthops.devservices.local import POSTGRES_INSTALL, postgres_available, postgres_server
 from earthops.settings import get_settings
 
 pytestmark = pytest.mark.services
@@ -34,74 +31,13 @@ pytestmark = pytest.mark.services
 START_TIMEOUT_S = 180.0
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _as_service_user(root: Path) -> list[str]:
-    """Command prefix running as a non-root user that owns ``root`` (PostgreSQL refuses root)."""
-    if os.geteuid() != 0:
-        return []
-    for user in ("postgres", "nobody"):
-        try:
-            entry = pwd.getpwnam(user)
-        except KeyError:
-            continue
-        for path in (root, *root.rglob("*")):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        runuser = shutil.which("runuser")
-        return [runuser, "-u", user, "--"] if runuser else ["su", user, "-s", "/bin/sh", "-c"]
-    pytest.fail("running as root and no 'postgres' or 'nobody' user to run PostgreSQL as")
-
-
-def _run(cmd: list[str]) -> None:
-    if cmd[:1] == ["su"]:  # su -c takes one shell string
-        cmd = [*cmd[:5], " ".join(cmd[5:])]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr or done.stdout}")
-
-
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away PostgreSQL cluster on 127.0.0.1; yields a SQLAlchemy URL to database 'mlflow'."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="earthops-pg-"))
-    root.chmod(0o755)
-    data = root / "data"
-    prefix = _as_service_user(root)
-    port = free_port()
-    _run(
-        [
-            *prefix,
-            initdb,
-            "-D",
-            str(data),
-            "-U",
-            "mlflow",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]
-    )
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
-    try:
-        _run([*prefix, pg_ctl, "-D", str(data), "-l", str(root / "pg.log"), "-w", "-t", "90",
-              "-o", options, "start"])  # fmt: skip
-        _run([*prefix, str(Path(pg_ctl).resolve().with_name("createdb")), "-h", "127.0.0.1", "-p", str(port),
-              "-U", "mlflow", "mlflow"])  # fmt: skip
-        yield f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        with contextlib.suppress(Exception):
-            _run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"])
-        shutil.rmtree(root, ignore_errors=True)
+    if not postgres_available():
+        pytest.skip(f"PostgreSQL server binaries not installed ({POSTGRES_INSTALL})")
+    with postgres_server(tmp_path_factory.mktemp("pg"), user="mlflow", database="mlflow") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 @pytest.fixture(scope="module")
