@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +193,25 @@ def test_shadow_metric_uses_feedback_from_either_row(feedback_on: str) -> None:
     metric = verdict.checks["metric"]
     assert metric["labelled"] == [400, 400] and metric["champion"] == 1.0
     assert metric["challenger"] == pytest.approx(0.8) and verdict.action == "rollback"
+
+
+def test_a_large_psi_on_few_canary_rows_is_not_a_shift_unless_significant() -> None:
+    """21 challenger rows of the same score distribution: PSI is large by chance, KS is not
+    significant, so the identical model is not rolled back for it."""
+    rng = np.random.default_rng(7)
+    scores_a, scores_b = rng.beta(2, 5, 300), rng.beta(2, 5, 21)
+
+    def binary(scores: np.ndarray, version: str, arm: str) -> pd.DataFrame:
+        return arm_rows(
+            len(scores), version, arm, scores=scores, labels=np.where(scores >= 0.5, "1", "0")
+        )
+
+    policy = replace(POLICY, min_requests=20)
+    frame = pd.concat([binary(scores_a, "1", "champion"), binary(scores_b, "2", "challenger")])
+    verdict = run(frame, policy=policy)
+    shift = verdict.checks["shift"]
+    assert shift["psi"] > policy.max_prediction_shift and shift["ks_pvalue"] > 0.01
+    assert shift["status"] == "pass" and verdict.action == "promote"
 
 
 def test_prediction_shift_multiclass_and_binary() -> None:

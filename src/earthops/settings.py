@@ -65,6 +65,10 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token of the server's admin endpoints; unset = admin disabled (403).",
     )
+    serve_usecases: list[str] = Field(
+        default_factory=list,
+        description="Use cases `earthops serve` serves (JSON list); empty = every use case.",
+    )
     serve_poll_seconds: float = Field(
         default=10.0, gt=0, description="How often the server re-reads the registry aliases."
     )

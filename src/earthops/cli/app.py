@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from earthops.cli import data, features, ingest, models, pipeline, registry, run
+from earthops.cli import data, features, ingest, models, pipeline, registry, run, serve
 from earthops.cli.common import console
 from earthops.errors import EarthOpsError
 from earthops.logs import configure_logging
@@ -27,6 +27,7 @@ app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ingest.app, name="ingest")
 models.register(app)
 run.register(app)
+serve.register(app)
 
 
 @app.callback()

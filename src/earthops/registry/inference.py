@@ -48,6 +48,7 @@ class LoadedModel:
     name: str | None = None
     version: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
 
     def predict_frame(self, frame: pd.DataFrame) -> Prediction:
         """Labels and probabilities of ``frame`` (columns: the card's ``input_columns``)."""
@@ -107,7 +108,11 @@ def load(uri: str | Path, *, usecase: str | None = None) -> LoadedModel:
     card = card_from_metadata(meta, uri)
     if usecase is not None and card.usecase != usecase:
         raise EarthOpsError(f"model '{uri}' is a {card.usecase} model; expected a {usecase} one")
-    return LoadedModel(uri, load_model(pinned), card, name=name, version=version, meta=meta)
+    run_id = None
+    if name and version:
+        run_id = configure().get_model_version(name, version).run_id
+    model = load_model(pinned)
+    return LoadedModel(uri, model, card, name=name, version=version, meta=meta, run_id=run_id)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ log = get_logger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 STAGES = ("development", "staging", "production", "archived")
 TAG_STAGE = "stage"
+TAG_REJECTED = "earthops.rejected_reason"
 TAG_DATASETS = "earthops.datasets"
 TAG_EVAL_SET = "earthops.eval_set"
 TAG_GATE = "earthops.gate"
@@ -367,6 +368,21 @@ def rollback(name: str) -> VersionInfo:
         client.set_model_version_tag(name, current.version, TAG_STAGE, "archived")
     log.info("rolled back", name=name, champion=previous, was=current.version if current else None)
     return version_info(name, previous)
+
+
+def reject_challenger(name: str, version: str | int, reason: str) -> VersionInfo:
+    """A canary's rollback: ``version`` loses the ``challenger`` alias (when it holds it), is
+    tagged ``stage=rejected`` and keeps the reason (tag ``earthops.rejected_reason``)."""
+    client = configure()
+    mv = _get_version(client, name, version)
+    v = str(mv.version)
+    challenger = _alias(client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == v:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    client.set_model_version_tag(name, v, TAG_STAGE, "rejected")
+    client.set_model_version_tag(name, v, TAG_REJECTED, reason[:5000])
+    log.info("challenger rejected", name=name, version=v, reason=reason)
+    return version_info(name, v)
 
 
 # ------------------------------------------------------------------------------ compare / list

@@ -12,7 +12,10 @@
 4. **rollback** when shadow agreement (same label on the same request, both arms ok) is below
    ``min_agreement``; when the prediction shift exceeds ``max_prediction_shift`` (PSI of the
    score on the champion's 10 quantile bins for binary tasks — at most two labels over both arms
-   and every ok row scored — else the Jensen–Shannon distance of the predicted-class shares); or
+   and every ok row scored — else the Jensen–Shannon distance of the predicted-class shares)
+   and the difference is significant (KS p-value of the scores, chi-square p-value of the class
+   counts, below ``shift_alpha``: a few dozen canary rows on other requests than the champion's
+   give a large PSI by chance); or
    when the primary metric on labelled rows (≥ ``min_region_requests`` per arm) degrades by more
    than ``budget`` relative to the champion's (absolute when the champion's is 0). With
    ``metric_alpha`` set, the metric must also degrade significantly (permutation p < alpha).
@@ -74,6 +77,9 @@ class CanaryPolicy:
     latency_floor_ms: float = 5.0
     min_agreement: float = 0.9
     max_prediction_shift: float = 0.1
+    #: a shift also needs this significance (KS on scores, chi-square on classes): with few
+    #: canary rows, on different requests than the champion's, PSI alone is noise
+    shift_alpha: float = 0.01
     region_tolerance: float = 0.05
     min_region_requests: int = 30
     higher_is_better: bool = True
@@ -283,14 +289,29 @@ def _check_shift(arms: _Arms, policy: CanaryPolicy) -> dict[str, Any]:
         edges = quantile_edges(score_a, 10)
         value = psi(bin_counts(score_a, edges), bin_counts(score_b, edges))
         ks = ks_2samp(score_a, score_b)
+        pvalue = ks.pvalue
         figures = {"statistic": "psi", "psi": value, "ks": ks.statistic, "ks_pvalue": ks.pvalue}
         what = "PSI of the score"
     else:
         value, figures, what = js, {"statistic": "js"}, "Jensen–Shannon distance of class shares"
-    figures |= {"js": js, "value": value, "max": limit}
-    if value > limit:
-        return _check(_FAIL, f"prediction shift: {what} {value:.3f} exceeds {limit:g}", **figures)
+        pvalue = _chi_square_p(count_a, count_b)
+        figures["chi2_pvalue"] = pvalue
+    figures |= {"js": js, "value": value, "max": limit, "pvalue": pvalue}
+    if value > limit and pvalue < policy.shift_alpha:
+        return _check(
+            _FAIL,
+            f"prediction shift: {what} {value:.3f} exceeds {limit:g} (p={pvalue:.2g})",
+            **figures,
+        )
     return _check(_PASS, **figures)
+
+
+def _chi_square_p(count_a: np.ndarray, count_b: np.ndarray) -> float:
+    """Homogeneity p-value of two label-count vectors (1 when there is one class only)."""
+    keep = (count_a + count_b) > 0
+    if keep.sum() < 2:
+        return 1.0
+    return float(chi_square(count_a[keep], count_b[keep])[1])
 
 
 # ------------------------------------------------------------------------------ metric

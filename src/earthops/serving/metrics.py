@@ -74,7 +74,14 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def multiprocess_dir() -> Path | None:
-    """The multiprocess directory prometheus-client writes to, or None in single-process mode."""
+    """The multiprocess directory prometheus-client writes to, or None in single-process mode.
+
+    Decided by how prometheus-client was imported (file-backed values or not), not by the
+    variable alone: Feast sets ``PROMETHEUS_MULTIPROC_DIR`` when it is imported, which in a
+    process whose prometheus-client is already in-memory must not switch rendering to files.
+    """
+    if values.ValueClass is values.MutexValue:
+        return None
     value = os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower())
     return Path(value) if value else None
 

@@ -181,7 +181,7 @@ class ReefBleaching(RecordContract):
         return serving.respond(model, prepared, prediction)
 
     def readiness(self) -> str | None:
-        from earthops.featurestore import check_online
+        from earthops.featurestore.store import check_online
 
         try:
             check_online()

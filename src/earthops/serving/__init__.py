@@ -1,0 +1,1 @@
+"""Model serving: a typed FastAPI server with canary, shadow, prediction log and metrics."""
