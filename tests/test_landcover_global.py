@@ -20,6 +20,7 @@ import structlog
 from rasterio.transform import from_bounds
 
 from earthops.cli.app import main
+from earthops.data.legends import IGBP
 from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.features.global_grid import GridSpec, cache_root, load_feature_grid, pixel_lonlat
 from earthops.raster.cog import read_class_names, validate_cog
@@ -821,3 +822,42 @@ def test_area_decision_run_selects_on_the_map_probe(mirror: Path) -> None:
         "inside": population.size,  # the random sample stands for every land pixel
         "outside": int(in_bboxes(o_rows, o_cols, [BBox(*REGION)]).sum()),
     }
+
+
+def test_predict_records_equal_the_evaluate_path_at_the_same_pixels(
+    trained: dict[str, Any],
+) -> None:
+    """The serving contract: lon/lat records get the grid's features at their pixel and the
+    same class (and gate verdict) as ``evaluate``'s ``predict_arrays`` on those features; an
+    explicit feature vector gets the same answer as its place."""
+    from earthops.features.global_grid import lonlat_to_pixel
+    from earthops.registry.inference import load
+    from earthops.usecases.landcover_global.serving import PixelRecord
+
+    usecase = get_usecase("landcover-global")
+    loaded = load(trained["model_uri"], usecase="landcover-global")
+    rng = np.random.default_rng(5)
+    lon = rng.uniform(REGION[0] + 1, REGION[2] - 1, 40)
+    lat = rng.uniform(REGION[1] + 1, REGION[3] - 1, 40)
+    records = [PixelRecord(lon=x, lat=y) for x, y in zip(lon, lat, strict=True)]
+    answers = usecase.predict_records(loaded, records)
+
+    grid = load_feature_grid(GridSpec.model_validate(GRID))
+    rows, cols = lonlat_to_pixel(lon, lat)
+    features = grid.values(rows, cols)
+    expected = loaded.model.predict_arrays(features)
+    assert [a.class_code for a in answers] == expected.tolist()
+    outside = loaded.model.outside_arrays(features)
+    assert [a.outside_gate for a in answers] == outside.tolist()
+    for answer in answers:
+        assert answer.class_name == IGBP.names()[answer.class_code]
+        assert sum(answer.probabilities.values()) == pytest.approx(1.0)
+
+    explicit = dict(zip(grid.feature_names, features[0].tolist(), strict=True))
+    again = usecase.predict_records(loaded, [PixelRecord(features=explicit)])[0]
+    assert again.class_code == answers[0].class_code
+    assert again.probabilities == pytest.approx(answers[0].probabilities)
+    with pytest.raises(SignatureError, match="missing"):
+        usecase.predict_records(loaded, [PixelRecord(features={"koppen": 1.0})])
+    with pytest.raises(ValueError, match="either both"):
+        PixelRecord(lon=1.0)

@@ -12,6 +12,7 @@ import pytest
 import rasterio
 
 from earthops.data import catalog
+from earthops.data.samples import read_mod13q1_samples
 from earthops.errors import DataError, EarthOpsError, SignatureError
 from earthops.raster.cog import read_class_names, validate_cog
 from earthops.usecases import get_usecase
@@ -319,3 +320,29 @@ def test_ltae_is_an_optional_member_of_the_cross_validation(mirror: Path) -> Non
     assert result.metrics["ltae"]["overall_accuracy"] > 0.6  # 9 classes: chance is ~0.11
     member = cfg.member("ltae", {"n_dates": 23, "n_channels": 8})
     assert isinstance(member, LTAEClassifier) and member.d_model == 32 and member.n_channels == 8
+
+
+def test_predict_records_equal_the_evaluate_path(in_home: dict) -> None:
+    """Records of the shared samples' JSON, sent as predict requests, get the same classes as
+    ``evaluate`` gives the same samples (one model call, the samples reader's layout)."""
+    from earthops.registry.inference import load
+    from earthops.usecases.landcover_timeseries.samples import sample_rows
+    from earthops.usecases.landcover_timeseries.serving import SeriesRecord
+
+    uc = get_usecase("landcover-timeseries")
+    loaded = load(in_home["metrics"]["model_uri"], usecase="landcover-timeseries")
+    shared = catalog.resolve_one("mt-mod13q1-9classes")
+    raw = json.loads(gzip.decompress(shared.read_bytes()))[::37][:30]
+    answers = uc.predict_records(loaded, [SeriesRecord.model_validate(r) for r in raw])
+
+    subset = read_mod13q1_samples(shared, bands=tuple(loaded.meta["bands"]))
+    X = sample_rows(subset, tuple(loaded.meta["bands"]), tuple(loaded.meta["date_index"]))
+    expected = loaded.model.predict(X[::37][:30])
+    assert [a.label for a in answers] == [str(v) for v in expected]
+    for answer, record in zip(answers, raw, strict=True):
+        assert answer.longitude == record["longitude"]
+        assert max(answer.probabilities, key=answer.probabilities.get) == answer.label
+
+    short = dict(raw[0], time_series=raw[0]["time_series"][:3])
+    with pytest.raises(DataError, match="dates"):
+        uc.predict_records(loaded, [SeriesRecord.model_validate(short)])

@@ -3,7 +3,8 @@
 1. verify every dataset and summarise it;
 2. run the Prefect pipeline of every landed use case (reduced cost), in-process;
 3. draw each use case's map with the model just trained;
-4. print metrics against baselines, registered versions and aliases, and the MLflow UI command.
+4. print metrics against baselines, registered versions and aliases, and the MLflow UI command;
+5. start the model server for a few seconds and send it one request per use case.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def register(app: typer.Typer) -> None:
 def main_job(
     full: Annotated[bool, typer.Option(help="Full-cost trainings instead of fast ones.")] = False,
     maps: Annotated[bool, typer.Option(help="Draw each use case's map.")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="End by serving each model and sending it one request.")
+    ] = True,
     usecase: Annotated[
         list[str] | None, typer.Option("--usecase", help="Only these use cases (repeatable).")
     ] = None,
@@ -37,6 +41,8 @@ def main_job(
     _datasets()
     outcomes = [_one(name, fast=not full, draw=maps) for name in _selected(usecase)]
     _summary(outcomes)
+    if serve:
+        _serve_check(outcomes)
     if any(o["status"] == "failed" for o in outcomes):
         raise typer.Exit(1)
 
@@ -56,6 +62,16 @@ def _datasets() -> None:
     for row in summarize_all():
         table.add_row(row.name, row.shape, row.crs, row.values)
     console.print(table)
+
+
+def _serve_check(outcomes: list[dict[str, Any]]) -> None:
+    from earthops.cli.serve_check import print_answers, serve_check
+
+    try:
+        print_answers(serve_check(outcomes))
+    except Exception as exc:  # the trainings above stand; say why serving did not
+        log.error("serve check failed", error=f"{type(exc).__name__}: {exc}")
+        console.print(f"[bold red]serve check failed:[/] {type(exc).__name__}: {exc}")
 
 
 def _selected(only: list[str] | None) -> list[str]:

@@ -187,6 +187,10 @@ class UseCase(Protocol):
         """Why this use case cannot answer now (feature store unreachable…), or ``None``."""
         ...
 
+    def example_record(self) -> BaseModel:
+        """A real record to send (a surveyed site, a forest pixel, a shared sample)."""
+        ...
+
     def serving_metric(
         self, y_true: Sequence[str], labels: Sequence[str], scores: Sequence[Any]
     ) -> float:

@@ -104,14 +104,12 @@ def predict_global_map(
     × 100 (uint8). Returns the map's path.
     """
     from earthops.raster.cog import write_cog
-    from earthops.registry.tracking import load_model, model_metadata
+    from earthops.registry.inference import load
 
     if decimate < 1:
         raise EarthOpsError(f"decimate must be >= 1, got {decimate}")
-    meta = model_metadata(model_uri)
-    if meta.get("usecase") != NAME:
-        raise EarthOpsError(f"model '{model_uri}' is not a {NAME} model")
-    model = load_model(model_uri)
+    loaded = load(model_uri, usecase=NAME)
+    meta, model = loaded.meta, loaded.model
     spec = GridSpec.from_metadata(meta["grid_spec"])
     if list(meta.get("feature_names", [])) != spec.feature_names():
         raise SignatureError(f"model '{model_uri}': feature names do not match its grid spec")

@@ -114,6 +114,10 @@ class GlobalLandCover(RecordContract):
             return "features:" + ",".join(f"{v:.4g}" for v in record.features.values())
         return f"lonlat:{record.lon:.1f},{record.lat:.1f}"
 
+    def example_record(self) -> serving.PixelRecord:
+        """A pixel of the Congo basin's evergreen broadleaf forest."""
+        return serving.PixelRecord(lon=18.0, lat=1.0)
+
     def prepare_records(
         self, model: LoadedModel, records: Sequence[serving.PixelRecord]
     ) -> PreparedRecords:
@@ -303,14 +307,10 @@ class GlobalLandCover(RecordContract):
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
         """Score a logged model on labelled pixels (see the package docstring for formats)."""
-        from earthops.registry.tracking import load_model, model_metadata
+        from earthops.registry.inference import load
 
-        meta = model_metadata(model_uri)
-        if meta.get("usecase") != NAME:
-            raise EarthOpsError(
-                f"model '{model_uri}' is not a {NAME} model (usecase={meta.get('usecase')!r})"
-            )
-        model = load_model(model_uri)
+        loaded = load(model_uri, usecase=NAME)
+        meta, model = loaded.meta, loaded.model
         protocol = options.protocol or str(meta.get("protocol", DEFAULT_PROTOCOL))
         classes = check_protocol(protocol)
         trained = {int(c) for c in meta.get("classes", classes)}

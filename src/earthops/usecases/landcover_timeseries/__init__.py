@@ -67,7 +67,7 @@ from .config import (
 )
 from .cv import CVResult, _Fitted, _voters, cross_validate
 from .maps import _match_dates, predict_cube
-from .model import TimeSeriesLandCoverModel, _check_meta, decode_keys, encode_keys
+from .model import TimeSeriesLandCoverModel, decode_keys, encode_keys
 from .samples import _season_names, sample_rows, season_day
 from .spatial import spatial_check
 from .tuning import tuning_problem
@@ -96,7 +96,6 @@ __all__ = [
     "TimeSeriesLandCoverModel",
     "TrainConfig",
     "_Fitted",
-    "_check_meta",
     "_match_dates",
     "_season_names",
     "_voters",

@@ -9,7 +9,6 @@ import pandas as pd
 
 from earthops.errors import EarthOpsError, SignatureError
 from earthops.usecases.landcover_timeseries.config import DATE_TOLERANCE_DAYS, NAME
-from earthops.usecases.landcover_timeseries.model import _check_meta
 from earthops.usecases.landcover_timeseries.samples import _season_names, season_day
 
 
@@ -19,9 +18,10 @@ def predict_cube(
     """Classify an NDVI cube (one file per date) into a COG with the class palette."""
     from earthops.data.rasters import read_sinop_cube
     from earthops.models.mapping import classify_blocks
-    from earthops.registry.tracking import load_model, model_metadata
+    from earthops.registry.inference import load
 
-    meta = _check_meta(model_uri, model_metadata(model_uri))
+    loaded = load(model_uri, usecase=NAME)
+    meta = loaded.meta
     signature = meta.get("raster_signature")
     if not signature:
         raise SignatureError(
@@ -32,7 +32,7 @@ def predict_cube(
         raise EarthOpsError("predict-raster needs the NDVI files of the cube (one per date)")
     cube = read_sinop_cube(inputs)
     names = _match_dates(season_day(cube["time"].values), meta["raster_signature"]["names"])
-    model = load_model(model_uri)
+    model = loaded.model
     map_model = model if meta.get("protocol") == "ndvi-sinop" else model.map_model
     if map_model is None:
         raise SignatureError(f"model '{model_uri}' carries no NDVI map model")

@@ -8,10 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from earthops.errors import EarthOpsError
 from earthops.features.timeseries import TimeSeriesFeatures
 from earthops.models.selection import log_probs
-from earthops.usecases.landcover_timeseries.config import NAME
 
 
 class TimeSeriesLandCoverModel(ClassifierMixin, BaseEstimator):
@@ -71,11 +69,3 @@ def encode_keys(keys: np.ndarray) -> str:
 def decode_keys(text: str) -> np.ndarray:
     """Inverse of :func:`encode_keys`."""
     return np.frombuffer(base64.b64decode(text), dtype="<u8")
-
-
-def _check_meta(model_uri: str, meta: dict[str, Any]) -> dict[str, Any]:
-    if meta.get("usecase") != NAME:
-        raise EarthOpsError(
-            f"model '{model_uri}' is not a {NAME} model (usecase={meta.get('usecase')!r})"
-        )
-    return meta

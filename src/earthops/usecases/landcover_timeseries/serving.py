@@ -26,9 +26,10 @@ class TimeStep(BaseModel):
 
 
 class SeriesRecord(BaseModel):
-    """A MOD13Q1 time series of one place (a record of the shared samples' JSON)."""
+    """A MOD13Q1 time series of one place (a record of the shared samples' JSON; its other
+    keys, e.g. ``coverage``, ``label2``, ``cluster`` of sits exports, are ignored)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     longitude: float = Field(ge=-180, le=180)
     latitude: float = Field(ge=-90, le=90)

@@ -32,12 +32,29 @@ from earthops.usecases.landcover_timeseries.config import (
 )
 from earthops.usecases.landcover_timeseries.cv import _Fitted, cross_validate
 from earthops.usecases.landcover_timeseries.maps import predict_cube
-from earthops.usecases.landcover_timeseries.model import _check_meta, decode_keys, encode_keys
+from earthops.usecases.landcover_timeseries.model import decode_keys, encode_keys
 from earthops.usecases.landcover_timeseries.samples import _season_names, sample_rows, season_day
 from earthops.usecases.landcover_timeseries.spatial import spatial_check
 from earthops.usecases.landcover_timeseries.tuning import tuning_problem
 
 log = get_logger(__name__)
+
+
+def _log_profile(main: _Fitted, y: np.ndarray, predicted: np.ndarray) -> str:
+    """The reference profile (every numeric input column, the out-of-fold predicted classes,
+    the labels) logged to the active run; its artifact path for the model card."""
+    from earthops.monitoring.artifacts import log_reference_profile
+    from earthops.monitoring.profile import build_profile
+
+    frame = pd.DataFrame(main.X, columns=input_columns(main.bands, len(main.index)))
+    profile = build_profile(
+        frame,
+        numeric=list(frame.columns),
+        categorical=[],
+        predictions=pd.Series(np.asarray(predicted).astype(str)),
+        labels=pd.Series(np.asarray(y).astype(str)),
+    )
+    return log_reference_profile(profile)
 
 
 class TimeSeriesLandCover(RecordContract):
@@ -53,6 +70,15 @@ class TimeSeriesLandCover(RecordContract):
 
     def routing_key(self, record: serving.SeriesRecord) -> str:
         return f"lonlat:{record.longitude:.3f},{record.latitude:.3f}"
+
+    def example_record(self) -> serving.SeriesRecord:
+        """The first series of the shared samples file."""
+        import gzip
+        import json
+
+        raw = catalog.resolve_one("mt-mod13q1-9classes").read_bytes()
+        records = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        return serving.SeriesRecord.model_validate(records[0])
 
     def prepare_records(
         self, model: LoadedModel, records: Sequence[serving.SeriesRecord]
@@ -191,6 +217,7 @@ class TimeSeriesLandCover(RecordContract):
                 input_columns=list(example.columns),
                 classes=[str(c) for c in result.model.classes_],
                 raster_signature=metadata.get("raster_signature"),
+                reference_profile=_log_profile(main, y, result.headline_pred),
             )
             uri = log_model(result.model, example, card=card, metadata=metadata)
             metrics.update(model_uri=uri, run_id=run.info.run_id)
@@ -230,10 +257,10 @@ class TimeSeriesLandCover(RecordContract):
     # -- evaluate ------------------------------------------------------------------------------
     def evaluate(self, model_uri: str, options: EvalOptions) -> dict[str, Any]:
         """Score a logged model on a samples JSON (default: the catalog samples)."""
-        from earthops.registry.tracking import load_model, model_metadata
+        from earthops.registry.inference import load
 
-        meta = _check_meta(model_uri, model_metadata(model_uri))
-        model = load_model(model_uri)
+        loaded = load(model_uri, usecase=NAME)
+        meta, model = loaded.meta, loaded.model
         samples = read_mod13q1_samples(options.dataset, bands=tuple(meta["bands"]))
         X = sample_rows(samples, tuple(meta["bands"]), tuple(meta["date_index"]))
         y = samples.labels

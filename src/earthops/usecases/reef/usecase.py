@@ -189,6 +189,15 @@ class ReefBleaching(RecordContract):
             return f"feature store: {exc}"
         return None
 
+    def example_record(self) -> serving.ReefRecord:
+        """The first site of the feature store (materialize it first)."""
+        from earthops.featurestore import known_sites
+
+        sites = known_sites()
+        if sites.empty:
+            raise EarthOpsError("no site in the feature store; run `earthops features apply`")
+        return serving.ReefRecord(site_id=int(sites[0]))
+
     def serving_metric(
         self, y_true: Sequence[str], labels: Sequence[str], scores: Sequence[Any]
     ) -> float:
