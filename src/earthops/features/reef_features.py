@@ -29,6 +29,12 @@ Rows without the heat-stress inputs the model and the NOAA DHW baseline both nee
 ``Temp``) are rejected and counted by :func:`prepare_surveys`, so model and baseline score the
 same rows. Out-of-range values are errors (schema of :mod:`earthops.data.tables`).
 
+Small frames (≤ :data:`FAST_ROWS` rows, e.g. served requests) take a fast path with the same
+answers: plain numeric columns within the schema's ranges and known category names are
+checked with numpy instead of pandera and featurized without per-column frame churn; any row
+the fast check does not accept goes through the full pandera validation and the reference
+featurizer, so bad input gives the same errors (and unseen names the same handling).
+
 Chips (:func:`extract_chips`): ``size × size`` windows of a gridded cube (``(y, x)``,
 ``(band, y, x)``, or with a leading ``time``) centred on each site's cell. Cells off the grid
 (poles, the edge of a regional grid) and masked cells (land) are NaN; a global grid wraps
@@ -38,6 +44,7 @@ before the site's time (never later: no lookahead).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +115,9 @@ FEATURE_COLUMNS: list[str] = [
 OPTIONAL_COLUMNS: list[str] = ["Coral"]
 #: rows missing any of these are rejected (the model and the DHW baseline need them)
 CORE_COLUMNS: list[str] = [DHW_COLUMN, "Temp"]
+#: frames up to this many rows take the fast featurizer path (module doc); larger ones
+#: (training, evaluate) always go through pandera and the reference featurizer
+FAST_ROWS = 2048
 
 
 # ------------------------------------------------------------------------------ target & rows
@@ -154,6 +164,75 @@ def check_survey_features(
     present = [c for c in [*needed, *OPTIONAL_COLUMNS] if c in frame.columns]
     schema = SURVEY_SCHEMA.select_columns(present)
     return validate_frame(frame, schema, source, line_offset=None)
+
+
+@functools.cache
+def _schema_limits(column: str) -> tuple[float, float, bool] | None:
+    """``(low, high, nullable)`` of a float column of :data:`SURVEY_SCHEMA` whose checks are
+    all ``ge``/``in_range`` (inclusive), or ``None`` (not a plain float column)."""
+    col = SURVEY_SCHEMA.columns.get(column)
+    if col is None or str(col.dtype) != "float64" or not col.coerce:
+        return None
+    low, high = -np.inf, np.inf
+    for check in col.checks:
+        stats = dict(check.statistics or {})
+        if check.name == "greater_than_or_equal_to":
+            low = max(low, float(stats["min_value"]))
+        elif (
+            check.name == "in_range"
+            and stats.get("include_min", True)
+            and stats.get("include_max", True)
+        ):
+            low = max(low, float(stats["min_value"]))
+            high = min(high, float(stats["max_value"]))
+        else:
+            return None
+    return low, high, bool(col.nullable)
+
+
+@functools.cache
+def _schema_text(column: str) -> bool:
+    """Whether ``column`` is a coerced ``str`` column of :data:`SURVEY_SCHEMA` whose only
+    check is a minimum length of 1 (no nulls)."""
+    col = SURVEY_SCHEMA.columns.get(column)
+    if col is None or str(col.dtype) != "str" or not col.coerce or col.nullable:
+        return False
+    return [(c.name, dict(c.statistics or {})) for c in col.checks] == [
+        ("str_length", {"min_value": 1, "max_value": None, "exact_value": None})
+    ]
+
+
+def _fast_numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray | None:
+    """``columns`` as a float64 ``(n, len(columns))`` matrix if they are plain numeric columns
+    that pass their schema checks (what pandera would coerce them to), else ``None`` (let
+    pandera decide)."""
+    limits = [_schema_limits(c) for c in columns]
+    if any(lim is None for lim in limits):
+        return None
+    dtypes = frame.dtypes
+    if not all(isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "fiu" for c in columns):
+        return None
+    x = frame[columns].to_numpy(dtype=np.float64)
+    low = np.array([lim[0] for lim in limits])  # type: ignore[index]
+    high = np.array([lim[1] for lim in limits])  # type: ignore[index]
+    nullable = np.array([lim[2] for lim in limits])  # type: ignore[index]
+    nan = np.isnan(x)
+    ok = np.where(nan, nullable[None, :], (x >= low) & (x <= high))
+    return x if bool(ok.all()) else None
+
+
+def _fast_text(frame: pd.DataFrame, column: str, known: Sequence[str]) -> list[str] | None:
+    """``column`` as a list of names if every value is a non-empty ``str`` in ``known``,
+    else ``None`` (let pandera and the reference featurizer decide)."""
+    if not _schema_text(column):
+        return None
+    values = frame[column].tolist()
+    names = set(known)
+    if all(
+        type(v) is str and v in names for v in values
+    ):  # exact str (a subclass: pandera decides)
+        return values
+    return None
 
 
 def prepare_surveys(
@@ -281,6 +360,58 @@ class SurveyFeaturizer(TransformerMixin, BaseEstimator):
             log.info("realms without training rows (pooled turbidity stats)", **self.unseen_counts_)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self, "turbidity_stats_")
+        if isinstance(X, pd.DataFrame) and len(X) <= FAST_ROWS:
+            fast = self._transform_fast(X)
+            if fast is not None:
+                return fast
+        return self._transform_reference(X)
+
+    def _transform_fast(self, X: pd.DataFrame) -> pd.DataFrame | None:
+        """The features of a small frame whose values the fast checks accept (module doc),
+        equal to :meth:`_transform_reference`'s; ``None`` for anything else."""
+        if not X.columns.is_unique or any(c not in X.columns for c in FEATURE_COLUMNS):
+            return None
+        if self.include_lon and LON_COLUMN not in X.columns:
+            return None
+        names = [*NUMERIC_SOURCES.values(), "Distance_to_Shore", "Turbidity"]
+        names += [c for c in OPTIONAL_COLUMNS if c in X.columns]
+        matrix64 = _fast_numeric(X, names)
+        if matrix64 is None:
+            return None
+        numeric = {c: matrix64[:, j] for j, c in enumerate(names)}
+        realm = _fast_text(X, REALM_COLUMN, self.realms_)
+        ocean = _fast_text(X, OCEAN_COLUMN, self.oceans_)
+        if realm is None or ocean is None:
+            return None
+        self.unknown_counts_ = {}
+        if set(realm) - set(self.trained_realms_):
+            self._count_unseen(pd.Series(realm, index=X.index, dtype=object))
+        else:
+            self.unseen_counts_ = {}
+        n = len(X)
+        cols: dict[str, np.ndarray] = {name: numeric[c] for name, c in NUMERIC_SOURCES.items()}
+        cols["abs_lat"] = np.abs(cols["lat"])
+        cols["distance_to_shore_km"] = numeric["Distance_to_Shore"] / 1000.0
+        stats = [self.turbidity_stats_.get(r, self.turbidity_pooled_) for r in realm]
+        mean = np.array([m for m, _ in stats], dtype=np.float64)
+        std = np.array([s for _, s in stats], dtype=np.float64)
+        cols["turbidity_z"] = (numeric["Turbidity"] - mean) / std
+        cols["coral_cover"] = numeric["Coral"] if "Coral" in numeric else np.full(n, np.nan)
+        if self.include_lon:
+            cols["lon"] = X[LON_COLUMN].astype(float).to_numpy()
+        ocean_a, realm_a = np.array(ocean, dtype=object), np.array(realm, dtype=object)
+        for o in self.oceans_:
+            cols[f"ocean_{_slug(o)}"] = ocean_a == o
+        for r in self.realms_:
+            cols[f"realm_{_slug(r)}"] = realm_a == r
+        matrix = np.empty((n, len(self.feature_names_)), dtype=np.float32)
+        for j, name in enumerate(self.feature_names_):
+            matrix[:, j] = cols[name]  # float64 → float32 as the reference's final astype
+        return pd.DataFrame(matrix, index=X.index, columns=list(self.feature_names_))
+
+    def _transform_reference(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The featurizer through pandera validation, column by column (any frame)."""
         check_is_fitted(self, "turbidity_stats_")
         X = check_survey_features(X, "survey rows")
         self.unknown_counts_ = {}

@@ -59,7 +59,11 @@ class LoadedModel:
                 f"{' …' if len(missing) > 5 else ''}; expected {len(self.card.input_columns)} "
                 "columns as in the model card"
             )
-        proba = np.asarray(self.model.predict_proba(frame[self.card.input_columns]), float)
+        columns = self.card.input_columns
+        # a frame already in the card's column order (the server's prepared records) goes in
+        # as is: selecting the same columns again only copies it
+        same = list(frame.columns) == list(columns)
+        proba = np.asarray(self.model.predict_proba(frame if same else frame[columns]), float)
         classes = np.asarray(self.card.classes, dtype=object)
         if self.card.task == "binary":
             threshold = 0.5 if self.card.threshold is None else self.card.threshold
@@ -131,8 +135,12 @@ class PreparedRecords:
 
     def features(self) -> list[dict[str, Any]]:
         """The input rows as JSON-ready dicts (NaN → None), for the prediction log."""
-        clean = self.frame.astype(object).where(self.frame.notna(), None)
-        return clean.to_dict(orient="records")
+        records = self.frame.to_dict(orient="records")  # native Python scalars
+        for row in records:
+            for key, value in row.items():
+                if value is None or (not isinstance(value, str) and pd.isna(value)):
+                    row[key] = None
+        return records
 
 
 def rows_of(prediction: Prediction, start: int, stop: int) -> Prediction:

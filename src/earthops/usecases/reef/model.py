@@ -26,6 +26,12 @@ from .config import _EPS, CALIBRATIONS, NAME
 
 #: pickles (logged models) name the package, so the module layout can change under them
 PICKLE_MODULE = "earthops.usecases.reef"
+#: batches up to this many rows score XGBoost members on one thread (the same trees and
+#: answers: XGBoost splits prediction over rows, never within one): waking a thread team
+#: costs more than a few rows' tree walk and stalls when the other core is busy
+SMALL_BATCH = 256
+#: per-process caches kept in a model's ``__dict__`` under these keys, never pickled
+_CACHE_KEYS = ("_single_thread_boosters",)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -139,11 +145,68 @@ class ReefRiskModel(ClassifierMixin, BaseEstimator):
         self, X: pd.DataFrame, chips: np.ndarray | None = None
     ) -> pd.DataFrame:
         feats = self.featurizer_.transform(X)
-        out = {name: est.predict_proba(feats)[:, 1] for name, est in self.members_.items()}
+        out = {name: self._member_score(name, est, feats) for name, est in self.members_.items()}
         if getattr(self, "vit_", None) is not None:
             chips = self.chips_for(X) if chips is None else chips
             out["vit"] = self.vit_.predict_proba(self.chip_scaler_.transform(chips))[:, 1]
         return pd.DataFrame(out, index=X.index)
+
+    def _member_score(self, name: str, est: Any, feats: pd.DataFrame) -> np.ndarray:
+        """P(positive) of one member: ``est.predict_proba(feats)[:, 1]``; small batches go
+        through a single-thread copy of an XGBoost member's booster and straight to a LightGBM
+        member's compiled trees (the same values)."""
+        if len(feats) > SMALL_BATCH:
+            return est.predict_proba(feats)[:, 1]
+        booster = self._single_thread_booster(name, est)
+        if booster is None:
+            compiled = est._compiled() if hasattr(est, "_compiled") else None
+            if compiled is None:
+                return est.predict_proba(feats)[:, 1]
+            # a compiled LightGBM member: what est.predict_proba does, less its thread-count
+            # look-up (one chunk of rows either way below 2 x 2048 rows)
+            return compiled.predict_proba(est._checked(feats), 1)[:, 1]
+        from earthops.models.estimators import as_matrix
+
+        xgb = est.estimator_
+        matrix = as_matrix(feats)
+        if matrix.shape[1] != est.n_features_in_:
+            return est.predict_proba(feats)[:, 1]  # the member's own error
+        # what XGBClassifier.predict_proba does for binary:logistic (column 1 = the booster's
+        # probability), with the booster's nthread at 1
+        p = booster.inplace_predict(
+            data=matrix,
+            iteration_range=xgb._get_iteration_range(None),
+            predict_type="value",
+            missing=xgb.missing,
+            validate_features=True,
+        )
+        return np.asarray(p, dtype=np.float64)
+
+    def _single_thread_booster(self, name: str, est: Any) -> Any:
+        """A one-thread copy of member ``name``'s XGBoost booster (built once per process),
+        or ``None`` when the member is not a binary tree XGBoost classifier."""
+        cache = self.__dict__.setdefault("_single_thread_boosters", {})
+        if name not in cache:
+            booster = None
+            xgb = getattr(est, "estimator_", None)
+            if (
+                type(est).__name__ == "LabelEncodedClassifier"
+                and type(xgb).__name__ == "XGBClassifier"
+                and xgb.objective == "binary:logistic"
+                and getattr(xgb, "n_classes_", None) == 2
+                and xgb.booster in (None, "gbtree")
+                and len(getattr(est, "classes_", ())) == 2
+            ):
+                booster = xgb.get_booster().copy()
+                booster.set_param({"nthread": 1})
+            cache[name] = booster
+        return cache[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # a copy: the live model keeps its caches
+        for key in _CACHE_KEYS:
+            state.pop(key, None)
+        return state
 
     def combine(self, probs: pd.DataFrame) -> np.ndarray:
         """The chosen combiner (one member or the stack) over member probabilities."""

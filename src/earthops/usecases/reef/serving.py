@@ -94,7 +94,37 @@ def online_survey_row(site_id: int) -> tuple[dict[str, Any], float | None]:
     """The site's online features as survey columns, and its latest streamed DHW."""
     from earthops.featurestore import get_online
 
-    online = get_online(site_id)
+    return _survey_row(get_online(site_id))
+
+
+def online_survey_rows(site_ids: Sequence[int]) -> list[tuple[dict[str, Any], float | None]]:
+    """:func:`online_survey_row` of each site from one online-store call (a request's
+    records); a site without online features fails as :func:`get_online` fails for it."""
+    if len(site_ids) <= 1:
+        return [online_survey_row(s) for s in site_ids]
+    from earthops.featurestore import get_online
+    from earthops.featurestore.definitions import SITE_KEY, online_feature_refs
+    from earthops.featurestore.store import _clean, _online_call, feature_store
+
+    refs = online_feature_refs()
+    response = _online_call(
+        "get_online_features",
+        feature_store().get_online_features,
+        features=refs,
+        entity_rows=[{SITE_KEY: int(s)} for s in site_ids],
+    ).to_dict()
+    names = [ref.split(":", 1)[1] for ref in refs]
+    out = []
+    for i, site in enumerate(site_ids):
+        features = {k: v[i] for k, v in response.items() if k != SITE_KEY}
+        if all(v is None for v in features.values()):
+            get_online(int(site))  # raises the single-site error (unknown / not materialized)
+        online = {SITE_KEY: int(site), **{n: _clean(features.get(n)) for n in names}}
+        out.append(_survey_row(online))
+    return out
+
+
+def _survey_row(online: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     row: dict[str, Any] = {}
     for name, (column, factor) in ONLINE_TO_SURVEY.items():
         value = online.get(name)
@@ -108,8 +138,8 @@ def online_survey_row(site_id: int) -> tuple[dict[str, Any], float | None]:
 def prepare(model: LoadedModel, records: Sequence[ReefRecord]) -> PreparedRecords:
     """Model input rows: online features, overridden by explicit covariates."""
     rows, context = [], []
-    for record in records:
-        row, stream_dhw = online_survey_row(record.site_id)
+    online = online_survey_rows([record.site_id for record in records])
+    for record, (row, stream_dhw) in zip(records, online, strict=True):
         if record.covariates is not None:
             row.update(record.covariates.model_dump(exclude_none=True))
         if row.get(YEAR_COLUMN) is None:  # not a model feature; chips would use it
@@ -127,13 +157,15 @@ def respond(
 ) -> list[ReefAnswer]:
     threshold = 0.5 if model.card.threshold is None else model.card.threshold
     answers = []
+    levels = _alert_levels([ctx["dhw"] for ctx in prepared.context])
+    scores = prediction.scores
     for i, ctx in enumerate(prepared.context):
         dhw = ctx["dhw"]
-        level = None if dhw is None else int(alert_level_from_dhw(np.array([dhw]))[0])
+        level = levels[i]
         answers.append(
             ReefAnswer(
                 site_id=ctx["site_id"],
-                probability=float(prediction.scores[i]),
+                probability=float(scores[i]),
                 bleaching=bool(prediction.labels[i] == 1),
                 threshold=threshold,
                 dhw=dhw,
@@ -145,6 +177,27 @@ def respond(
             )
         )
     return answers
+
+
+_LEVELS: dict[float, int] = {}  # DHW → CRW alert level, filled as answers need them
+_LEVELS_MAX = 65536
+
+
+def _alert_levels(dhws: Sequence[float | None]) -> list[int | None]:
+    """``int(alert_level_from_dhw(dhw))`` of each finite DHW (None stays None): one
+    vectorised call for the values not seen before (the xarray call costs ~1 ms)."""
+    out = [None if d is None else _LEVELS.get(d) for d in dhws]
+    missing = sorted({d for d, v in zip(dhws, out, strict=True) if d is not None and v is None})
+    if missing:
+        levels = alert_level_from_dhw(np.array(missing, dtype=np.float64))
+        fresh = {d: int(v) for d, v in zip(missing, levels, strict=True)}
+        if len(_LEVELS) + len(fresh) > _LEVELS_MAX:
+            _LEVELS.clear()
+        _LEVELS.update(fresh)
+        out = [
+            fresh[d] if d is not None and v is None else v for d, v in zip(dhws, out, strict=True)
+        ]
+    return out
 
 
 def _finite(value: Any) -> float | None:
