@@ -98,7 +98,10 @@ def _ask(port: int, name: str, usecase: Any) -> dict[str, Any]:
         return {"usecase": name, "status": str(response.status_code), "answer": body}
     answer = dict(body["predictions"][0])
     answer.pop("probabilities", None)
-    return {"usecase": name, "status": f"v{body['model_version']}", "answer": answer}
+    served = f"v{body['model_version']}"
+    if registry_aliases(name, CHAMPION) is None:
+        served += " (not champion: promotion refused)"
+    return {"usecase": name, "status": served, "answer": answer}
 
 
 def print_answers(answers: list[dict[str, Any]]) -> None:
