@@ -401,3 +401,15 @@ def test_honolii_rolling_7_30_90_and_no_lookahead(honolii: pd.Series) -> None:
     early = thermal_features(honolii.loc[: cut + pd.Timedelta(hours=23)])
     pd.testing.assert_frame_equal(early, f.loc[early.index], check_freq=False)
     assert early.index[-1].normalize() == cut and early["dhw"].iloc[-1] > 0
+
+
+def test_alert_level_from_dhw_numpy_path_equals_the_xarray_path() -> None:
+    """The server's numpy path gives the xarray path's levels, NaN and edges included."""
+    import xarray as xr
+
+    from earthops.features.thermal import alert_level_from_dhw
+
+    dhw = np.array([np.nan, -1, 0, 0.1, 3.99, 4, 7.9, 8, 12, 16, 20, 25.0])
+    fast = alert_level_from_dhw(dhw)
+    np.testing.assert_array_equal(fast, alert_level_from_dhw(xr.DataArray(dhw)).values)
+    assert fast[5] == 3 and fast[-1] == 7 and np.isnan(fast[0])

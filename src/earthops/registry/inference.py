@@ -135,12 +135,15 @@ class PreparedRecords:
 
     def features(self) -> list[dict[str, Any]]:
         """The input rows as JSON-ready dicts (NaN → None), for the prediction log."""
-        records = self.frame.to_dict(orient="records")  # native Python scalars
-        for row in records:
-            for key, value in row.items():
-                if value is None or (not isinstance(value, str) and pd.isna(value)):
-                    row[key] = None
-        return records
+        columns = [str(c) for c in self.frame.columns]
+        values = [self.frame[c].tolist() for c in self.frame.columns]  # native scalars
+        return [
+            {
+                k: None if isinstance(v, float) and v != v else v
+                for k, v in zip(columns, row, strict=True)
+            }
+            for row in zip(*values, strict=True)
+        ]
 
 
 def rows_of(prediction: Prediction, start: int, stop: int) -> Prediction:

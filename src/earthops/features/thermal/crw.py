@@ -99,6 +99,10 @@ def alert_level_from_dhw(dhw: ArrayLike) -> ArrayLike:
     accumulated stress: it equals CRW's Bleaching Alert Area whenever today's HotSpot is ≥ 1 °C
     and is an upper bound otherwise. Same type as ``dhw``.
     """
+    if isinstance(dhw, np.ndarray):  # plain arrays (the server, per request): numpy only
+        d = dhw.astype(np.float64, copy=False)
+        levels = 2.0 + sum((d >= t).astype(np.float64) for t in DHW_ALERT_THRESHOLDS)
+        return np.where(np.isnan(d), np.nan, np.where(d <= 0, 0.0, levels))
     d, back = _as_dataarray(dhw)
     level = xr.where(d <= 0, 0, 2 + _dhw_levels(d)).where(d.notnull()).astype(np.float64)
     return back(level.rename("alert_level"))

@@ -179,25 +179,11 @@ def respond(
     return answers
 
 
-_LEVELS: dict[float, int] = {}  # DHW → CRW alert level, filled as answers need them
-_LEVELS_MAX = 65536
-
-
 def _alert_levels(dhws: Sequence[float | None]) -> list[int | None]:
-    """``int(alert_level_from_dhw(dhw))`` of each finite DHW (None stays None): one
-    vectorised call for the values not seen before (the xarray call costs ~1 ms)."""
-    out = [None if d is None else _LEVELS.get(d) for d in dhws]
-    missing = sorted({d for d, v in zip(dhws, out, strict=True) if d is not None and v is None})
-    if missing:
-        levels = alert_level_from_dhw(np.array(missing, dtype=np.float64))
-        fresh = {d: int(v) for d, v in zip(missing, levels, strict=True)}
-        if len(_LEVELS) + len(fresh) > _LEVELS_MAX:
-            _LEVELS.clear()
-        _LEVELS.update(fresh)
-        out = [
-            fresh[d] if d is not None and v is None else v for d, v in zip(dhws, out, strict=True)
-        ]
-    return out
+    """The CRW alert level of each DHW (None stays None), in one vectorised call."""
+    values = np.array([np.nan if d is None else d for d in dhws], dtype=np.float64)
+    levels = alert_level_from_dhw(values)
+    return [None if np.isnan(v) else int(v) for v in levels]
 
 
 def _finite(value: Any) -> float | None:
