@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from earthops.cli import data, features, ingest, models, pipeline, registry, run, serve
+from earthops.cli import data, features, ingest, models, monitor, pipeline, registry, run, serve
 from earthops.cli.common import console
 from earthops.errors import EarthOpsError
 from earthops.logs import configure_logging
@@ -25,6 +25,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(registry.app, name="registry")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(monitor.app, name="monitor")
 models.register(app)
 run.register(app)
 serve.register(app)
