@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+#: integer fields of a request: JSON-safe integers (exact as a double in every JSON parser,
+#: and within the 64 bits the feature stores and the log hold)
+SAFE_INT = (-(2**53 - 1), 2**53 - 1)
 
 
 class Problem(BaseModel):
@@ -30,7 +34,7 @@ class FeedbackStored(BaseModel):
 class Weights(BaseModel):
     """Admin: the challenger's traffic share and shadow mode of one use case."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no false as 0.0, no 0.0 as false
 
     challenger: float | None = Field(None, ge=0, le=1)
     shadow: bool | None = None
@@ -85,6 +89,7 @@ def predict_models(
 ) -> tuple[type[BaseModel], type[BaseModel]]:
     """The request and response models of ``POST /v1/{usecase}/predict``."""
     slug = "".join(part.title() for part in usecase.split("-"))
+    record = _safe_int_record(record)
     request = create_model(
         f"{slug}PredictRequest",
         __config__=ConfigDict(extra="forbid"),
@@ -101,3 +106,20 @@ def predict_models(
         predictions=(list[answer], ...),  # type: ignore[valid-type]
     )
     return request, response
+
+
+def _safe_int_record(record: type[BaseModel]) -> type[BaseModel]:
+    """``record`` with its top-level ``int`` fields bounded to :data:`SAFE_INT` where unbounded:
+    a larger id is a 422 naming the field, not an overflow deep in the feature store (a 500)."""
+    bounded: dict[str, Any] = {}
+    for name, info in record.model_fields.items():
+        if info.annotation is not int:
+            continue
+        low = any(hasattr(m, "ge") or hasattr(m, "gt") for m in info.metadata)
+        high = any(hasattr(m, "le") or hasattr(m, "lt") for m in info.metadata)
+        if not (low and high):
+            bounds = Field(ge=None if low else SAFE_INT[0], le=None if high else SAFE_INT[1])
+            bounded[name] = (Annotated[int, bounds], info)
+    if not bounded:
+        return record
+    return create_model(record.__name__, __base__=record, __doc__=record.__doc__, **bounded)

@@ -3,8 +3,9 @@
 Endpoints: ``POST /v1/{usecase}/predict`` and ``/feedback``, ``GET /healthz``, ``/readyz``,
 ``/metrics`` (Prometheus text), ``/v1/models``, and the admin endpoints under ``/v1/admin``
 (bearer token ``EARTHOPS_ADMIN_TOKEN``). A client's mistake is a 4xx naming what was wrong:
-422 for a bad payload (the field), 413 for an oversize body, 404 for an unknown site or
-record id; 503 while a use case has no champion.
+422 for a bad payload (the field, in FastAPI's validation-error shape), 400 for a body that
+is not decodable, 413 for an oversize body, 404 for an unknown site or record id; 503 while a
+use case has no champion or its feature store is unreachable.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class _TooLarge(Exception):
     pass
 
 
+#: FastAPI's answer to a body it cannot decode (not UTF-8 text, say): documented where a body is read
+UNDECODABLE = {400: {"model": api.Problem, "description": "body not decodable"}}
+
+
 def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"detail": f"request body over the {limit}-byte limit"}, status_code=413)
 
@@ -105,8 +110,20 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(EarthOpsError)
     async def _bad_input(_: Request, exc: EarthOpsError) -> JSONResponse:
-        """A record the use case cannot read (bad values, wrong columns): the client's."""
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        """A record the use case cannot read (bad values, wrong columns): the client's. The
+        body has the shape of FastAPI's validation errors, the one documented 422 schema.
+        An unreachable feature store is the server's state: 503."""
+        from earthops.featurestore.store import OnlineStoreError  # imports Feast: lazily
+
+        if isinstance(exc, OnlineStoreError):
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        field = getattr(exc, "field", None)
+        error = {
+            "loc": ["body", *([field] if field else [])],
+            "msg": str(exc),
+            "type": "value_error",
+        }
+        return JSONResponse({"detail": [error]}, status_code=422)
 
 
 def _health(app: FastAPI, control: ServerControl) -> None:
@@ -148,7 +165,7 @@ def _predict_routes(
     request_model, response_model = api.predict_models(
         name, servable.request_model, servable.response_model, max_records
     )
-    unavailable = {"model": api.Problem, "description": "no champion loaded"}
+    unavailable = {"model": api.Problem, "description": "no champion loaded, or store down"}
 
     async def predict(
         body: request_model,  # type: ignore[valid-type]
@@ -165,7 +182,7 @@ def _predict_routes(
     app.post(
         f"/v1/{name}/predict",
         response_model=response_model,
-        responses={404: {"model": api.Problem}, 503: unavailable},
+        responses={**UNDECODABLE, 404: {"model": api.Problem}, 503: unavailable},
         tags=[name],
         summary=f"Predict {name}",
         description=f"Answer {name} records in one model call ({servable.request_model.__doc__})",
@@ -180,7 +197,7 @@ def _predict_routes(
     app.post(
         f"/v1/{name}/feedback",
         response_model=api.FeedbackStored,
-        responses={404: {"model": api.Problem}},
+        responses={**UNDECODABLE, 404: {"model": api.Problem}},
         tags=[name],
         summary=f"True label for a {name} prediction",
     )(feedback)
@@ -207,7 +224,7 @@ def _admin_routes(app: FastAPI, control: ServerControl, settings: Settings) -> N
         "/v1/admin/{usecase}/weights",
         response_model=api.SplitOut,
         dependencies=guard,
-        responses={**problems, 404: {"model": api.Problem}},
+        responses={**problems, **UNDECODABLE, 404: {"model": api.Problem}},
         tags=["admin"],
     )
     async def set_weights(usecase: str, body: api.Weights) -> api.SplitOut:
