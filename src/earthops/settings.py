@@ -110,6 +110,15 @@ class Settings(BaseSettings):
         default=0.2, gt=0, le=1.0, description="Prediction log: longest a row waits in memory."
     )
 
+    # ---- dashboard (``earthops dashboard``) ------------------------------------
+    dashboard_refresh_seconds: float = Field(
+        default=30.0, ge=1, description="How often the dashboard's pages re-read their sources."
+    )
+    server_url: str | None = Field(
+        default=None,
+        description="Base URL of a running `earthops serve` (the dashboard reads /v1/models).",
+    )
+
     # ---- derived locations -------------------------------------------------
     @property
     def home_dir(self) -> Path:
