@@ -7,7 +7,18 @@ import sys
 import typer
 from rich.markup import escape
 
-from earthops.cli import data, features, ingest, models, monitor, pipeline, registry, run, serve
+from earthops.cli import (
+    dashboard,
+    data,
+    features,
+    ingest,
+    models,
+    monitor,
+    pipeline,
+    registry,
+    run,
+    serve,
+)
 from earthops.cli.common import console
 from earthops.errors import EarthOpsError
 from earthops.logs import configure_logging
@@ -29,6 +40,7 @@ app.add_typer(monitor.app, name="monitor")
 models.register(app)
 run.register(app)
 serve.register(app)
+dashboard.register(app)
 
 
 @app.callback()
